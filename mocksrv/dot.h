@@ -27,6 +27,11 @@ void ms_dot_init(struct ms_dot *d);
  * consumed (the bytes after it are left unconsumed: they are the next pipelined command). */
 size_t ms_dot_decode(struct ms_dot *d, const char *in, size_t len, struct ms_buf *out, size_t max,
                      int *done_r);
+/* Decoder details: max is a storage limit, not a sentinel: 0 stores nothing, SIZE_MAX stores
+ * everything. The caller compares total with its limit (SMTP answers 552 when total > max).
+ * After the end marker every call consumes nothing and sets *done_r to 1; ms_dot_init starts a
+ * new message. A line starting with "." but not ".\r\n" loses its dot, even ".\n" (see
+ * dot.c); a bare LF never starts a line. */
 
 /* Appends the byte-stuffed form of msg to out: a "." is added before every line that starts
  * with "."; a final CRLF is added if msg does not end with one, then ".\r\n". */

@@ -29,10 +29,14 @@ struct ms_coro;
 
 #define MS_CORO_STACK_DEFAULT (64 * 1024)
 
-/* Creates a coroutine that will run fn(arg) on a stack of stack_size bytes (rounded up to pages,
- * plus one PROT_NONE guard page below it) when first resumed. Aborts on out of memory. */
+/* Creates a coroutine that will run fn(arg) on a stack of stack_size bytes (0 = default; rounded
+ * up to pages, at least two, plus one PROT_NONE guard page below it) when first resumed. The
+ * stack is mapped by the first ms_coro_resume, so a created-but-unstarted coroutine costs only
+ * its small struct. Aborts on out of memory (here or at the first resume). */
 struct ms_coro *ms_coro_create(ms_coro_fn *fn, void *arg, size_t stack_size);
-/* Frees a coroutine that has finished or has never been started; sets *co to NULL. */
+/* Frees a coroutine that has finished, has never been started, or is suspended (its stack is
+ * then unmapped without unwinding: nothing on it is released). Never the running one, nor one
+ * of the coroutines that resumed it. Sets *co to NULL. */
 void ms_coro_destroy(struct ms_coro **co);
 /* Switches from the caller (the loop or any non-coroutine code, or another coroutine) into co
  * until co yields or returns. */
@@ -55,6 +59,7 @@ struct ms_io;
 /* Callback for plain (non-coroutine) fd watchers and timers: run on the loop's stack. */
 typedef void ms_loop_cb(void *arg, uint32_t events);
 
+/* Returns NULL (errno set) when epoll_create1 fails, e.g. out of file descriptors. */
 struct ms_loop *ms_loop_create(void);
 /* Destroys the loop; every coroutine still alive is destroyed without being resumed (their
  * stacks are unmapped), every registered fd is removed (not closed). Sets *loop to NULL. */
@@ -62,11 +67,16 @@ void ms_loop_destroy(struct ms_loop **loop);
 
 /* The epoll fd: readable when the loop has work (for embedding in a host's poll loop). */
 int ms_loop_fd(const struct ms_loop *loop);
+/* For embedding (added by the runtime): how long the host may wait on ms_loop_fd before the
+ * next ms_loop_step is due anyway: 0 when a coroutine is ready (or the loop is stopping), the
+ * time to the nearest timer in ms, -1 when only an fd event can create work. */
+int ms_loop_timeout(const struct ms_loop *loop);
 /* One iteration: run ready coroutines, wait for events/timers at most timeout_ms
  * (-1 = until something happens; 0 = don't block), dispatch them, run ready coroutines again.
  * Returns the number of things dispatched, or a negative MOCKSRV code. */
 int ms_loop_step(struct ms_loop *loop, int timeout_ms);
-/* Steps until ms_loop_stop is called. */
+/* Steps until ms_loop_stop is called (from a coroutine or callback of this loop). The stop is
+ * sticky: ms_loop_run returns at once on a stopped loop. */
 void ms_loop_run(struct ms_loop *loop);
 void ms_loop_stop(struct ms_loop *loop);
 int ms_loop_stopped(const struct ms_loop *loop);
@@ -80,7 +90,8 @@ void ms_loop_wake(struct ms_loop *loop, struct ms_coro *co);
 /* Number of live coroutines spawned by this loop. */
 size_t ms_loop_coro_count(const struct ms_loop *loop);
 
-/* Registers fd (already non-blocking) for coroutine I/O. Returns a handle. */
+/* Registers fd (already non-blocking) for coroutine I/O. Returns a handle, or NULL with errno
+ * set when epoll refuses the fd (e.g. a regular file). Close the handle before the fd. */
 struct ms_io *ms_io_open(struct ms_loop *loop, int fd);
 /* Deregisters (does not close fd); wakes any coroutine waiting on it with MOCKSRV_ECANCELED.
  * Sets *io to NULL. */
@@ -88,7 +99,8 @@ void ms_io_close(struct ms_io **io);
 int ms_io_fd(const struct ms_io *io);
 
 /* Plain callback watcher on fd (for listeners, signalfd, eventfd): cb(arg, epoll events) on
- * each edge (edge-triggered: drain until EAGAIN). Returns a handle closed with ms_io_close. */
+ * each edge (edge-triggered: drain until EAGAIN). Returns a handle closed with ms_io_close, or
+ * NULL with errno set when epoll refuses the fd. */
 struct ms_io *ms_loop_watch(struct ms_loop *loop, int fd, uint32_t events, ms_loop_cb *cb,
                             void *arg);
 
@@ -98,7 +110,8 @@ struct ms_io *ms_loop_watch(struct ms_loop *loop, int fd, uint32_t events, ms_lo
  * MOCKSRV_ETIMEDOUT at the deadline, MOCKSRV_ECANCELED when woken by ms_loop_wake or io closed.
  * EPOLLHUP/EPOLLERR/EPOLLRDHUP count as readable and writable. */
 int ms_co_wait_io(struct ms_io *io, uint32_t events, int64_t deadline);
-/* Sleeps timeout_ms. Returns MOCKSRV_OK, or MOCKSRV_ECANCELED if woken early. */
+/* Sleeps timeout_ms (at least that much on the ms_now() scale; negative = 0). Returns MOCKSRV_OK,
+ * or MOCKSRV_ECANCELED if woken early. */
 int ms_co_sleep(int64_t timeout_ms);
 /* Blocks until woken by ms_loop_wake or the deadline. Returns MOCKSRV_ECANCELED when woken,
  * MOCKSRV_ETIMEDOUT at the deadline. */
@@ -108,7 +121,9 @@ void ms_co_yield_now(void);
 /* The loop that runs the current coroutine. */
 struct ms_loop *ms_co_loop(void);
 
-/* Plain timers: cb(arg, 0) on the loop's stack at deadline. Returns an id > 0. */
+/* Plain timers: cb(arg, 0) on the loop's stack at deadline (ms_now() scale). Equal deadlines fire
+ * in the order they were added. Returns an id > 0. Cancelling an id that already fired or was
+ * cancelled does nothing. */
 uint64_t ms_loop_timer_add(struct ms_loop *loop, int64_t deadline, ms_loop_cb *cb, void *arg);
 void ms_loop_timer_cancel(struct ms_loop *loop, uint64_t id);
 

@@ -31,11 +31,21 @@ const char *ms_sasl_mech_name(unsigned mech);
 struct ms_sasl *ms_sasl_create(unsigned mech, const char *hostname, uint64_t challenge_seed);
 void ms_sasl_destroy(struct ms_sasl **sasl);
 
+/* For tests (RFC 2195's example): replaces the raw CRAM-MD5 challenge text, before it is sent.
+ * Call right after ms_sasl_create. Returns 0, or -1 if the mechanism is not CRAM-MD5 or the
+ * exchange has started. */
+int ms_sasl_set_cram_challenge(struct ms_sasl *sasl, const char *challenge);
+
 /* Feeds the client's response (base64 text without CRLF; NULL when there is no initial
  * response to AUTH). On MS_SASL_CONTINUE, *challenge_r is a NUL-terminated base64 string owned by
  * the state, valid until the next call. */
 enum ms_sasl_result ms_sasl_step(struct ms_sasl *sasl, const char *client, size_t len,
                                  const char **challenge_r);
+/* Step details: a response decoding to more than 16 KiB, bad base64 (strict, see below), an
+ * initial response to CRAM-MD5, an empty identity, or OAUTHBEARER without "a=" in its GS2 header
+ * (no token service here to name the user) is MS_SASL_BAD. After DONE or BAD every further
+ * step is MS_SASL_BAD. ms_sasl_user and ms_sasl_authzid return NULL unless the exchange is DONE;
+ * authzid is only ever set by PLAIN. */
 
 /* After MS_SASL_DONE: the authentication identity (user name as sent) and, if given, the
  * authorization identity. Borrowed from the state. */

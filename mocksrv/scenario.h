@@ -7,6 +7,21 @@
  * Unknown keys are errors with a "did you mean" suggestion for near misses. The loader never
  * leaves a half-built scenario: on error it frees what it built and returns MOCKSRV_ESCENARIO.
  * Only scenario.c includes <yaml.h>.
+ *
+ * Value grammar (YAML 1.1 read strictly):
+ *   boolean   plain true/false, yes/no, on/off, any case ("yes" in quotes is a string)
+ *   integer   plain decimal digits; no sign, no 0x, no 1_000
+ *   size      digits, optional blanks, optional unit, any case: B; K M G T and KiB MiB GiB TiB
+ *             are powers of 1024; KB MB GB TB are powers of 1000. Whole numbers only.
+ *   duration  a bare number of seconds ("1.5"), or one or more number+unit parts ("1h30m"),
+ *             units ms s m h d, fractions allowed down to a whole millisecond ("1.5s").
+ *   string    any scalar but a plain null (nothing, ~, null); never with a NUL byte.
+ * Not accepted: aliases (*x), several documents in one file, nesting deeper than 64 levels,
+ * and the keys of later stages (faults, expect, users.*.mailboxes, listeners.*.script), which
+ * are errors saying "not supported yet by this version".
+ *
+ * Defaults: version 1, no seed, hostname "localhost", listeners: only "smtp" on 3025 with
+ * tls none (until TLS lands), no users; every other default is in the comments below.
  */
 #ifndef MS_SCENARIO_H
 #define MS_SCENARIO_H
@@ -27,13 +42,17 @@ enum ms_tls_mode { MS_TLS_NONE, MS_TLS_STARTTLS, MS_TLS_REQUIRED, MS_TLS_IMPLICI
 const char *ms_proto_name(enum ms_proto p);         /* "smtp" ... */
 const char *ms_tls_mode_name(enum ms_tls_mode m);   /* "none" "starttls" "required" "implicit" */
 
+/* A listener of the scenario. In the scenario, the protocol defaults from a standard name
+ * (ms_listener_standard) and is required for any other name; port defaults to 0, tls to none.
+ * Names are letters, digits, - and _ (they end up in MOCKSRV_<NAME>_PORT). Two listeners may not
+ * share a non-zero port on the same host. */
 struct ms_listener_conf {
     char *name;
     enum ms_proto protocol;
     enum ms_tls_mode tls;
     char *host; /* NULL: the server's default bind address */
     int port;   /* 0 = ephemeral */
-    struct ms_pos pos;
+    struct ms_pos pos; /* of the listener's name in the scenario; 0 for standard ones */
 };
 
 /* SASL mechanisms, as bits. */
@@ -63,7 +82,7 @@ enum {
      MS_EXT_SMTPUTF8 | MS_EXT_CHUNKING | MS_EXT_DSN | MS_EXT_VRFY | MS_EXT_HELP)
 
 struct ms_smtp_conf {
-    size_t max_size;       /* SIZE advertised and enforced; default 10 MiB */
+    size_t max_size;       /* SIZE advertised and enforced; default 10 MiB; at least 1 */
     unsigned auth;         /* MS_AUTH_* bits; default PLAIN|LOGIN|CRAM-MD5|XOAUTH2|OAUTHBEARER */
     int require_auth;      /* MAIL refused with 530 5.7.0 before AUTH; default 0 */
     unsigned extensions;   /* MS_EXT_* bits; default MS_EXT_DEFAULT */
@@ -88,17 +107,20 @@ struct ms_tls_conf {
     int min_version; /* 0x0301..0x0304 (TLS1_VERSION..TLS1_3_VERSION); 0 = library default */
 };
 
+/* Allowed ranges in brackets; a value outside is a scenario error. */
 struct ms_limits {
-    size_t smtp_line_length; /* default 512 (RFC 5321 4.5.3.1.4); at most 64 KiB */
-    size_t pop3_line_length; /* default 512 */
-    size_t imap_line_length; /* default 64 KiB */
-    size_t message_size;     /* hard cap for any message or literal; default 64 MiB */
-    size_t literal_size;     /* IMAP literal; default 64 MiB */
-    unsigned sessions;       /* sessions at once; default 10000 */
-    int64_t idle_timeout_ms; /* default 10 minutes */
-    unsigned bad_commands;   /* default 20 */
+    size_t smtp_line_length; /* default 512 (RFC 5321 4.5.3.1.4) [512 .. 64 KiB] */
+    size_t pop3_line_length; /* default 512 [255 .. 64 KiB] */
+    size_t imap_line_length; /* default 64 KiB [1 KiB .. 16 MiB] */
+    size_t message_size;     /* hard cap for any message or literal; default 64 MiB [1 .. 1 GiB] */
+    size_t literal_size;     /* IMAP literal; default 64 MiB [1 .. 1 GiB] */
+    unsigned sessions;       /* sessions at once; default 10000 [1 .. 1000000] */
+    int64_t idle_timeout_ms; /* default 10 minutes [1 ms .. 7 days] */
+    unsigned bad_commands;   /* default 20 [1 .. 1000000] */
 };
 
+/* Names and addresses are unique across users, ASCII case-insensitively. Addresses look like
+ * local@domain (no blanks, no <>,;"). The password is required (it may be ""). */
 struct ms_user {
     char *name;
     char *password;
@@ -146,9 +168,12 @@ int ms_listener_standard(const char *name, struct ms_listener_conf *out);
 
 /* A user by name or by one of its addresses (case-insensitive), or NULL. */
 const struct ms_user *ms_scenario_find_user(const struct ms_scenario *sc, const char *name);
+/* A listener of the scenario by exact name, or NULL. */
+const struct ms_listener_conf *ms_scenario_find_listener(const struct ms_scenario *sc,
+                                                         const char *name);
 
 /* Parsing of scalar values, shared with the CLI options. Return 0 or MOCKSRV_EINVAL. */
-int ms_parse_size(const char *s, size_t *out);          /* 4096, 4KiB, 4KB, 10MB, 1GiB */
+int ms_parse_size(const char *s, size_t *out);          /* 4096, 4KiB, 4KB, 10MB, 1GiB, 10M */
 int ms_parse_duration(const char *s, int64_t *ms_out);  /* 250ms, 2s, 1m, 1h, 1.5s; bare = s */
 
 #endif

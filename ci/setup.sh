@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build mocksrv and run its tests.
+# Only missing packages are installed; needs root (or sudo) when something is missing.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config            # toolchain
+    libssl-dev libyaml-dev libjansson-dev       # OpenSSL 3, libyaml, jansson
+    check libsubunit-dev                        # unit tests (check links subunit on Debian)
+    python3 curl swaks openssl                  # interop clients we did not write
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then sudo="sudo"; else
+        echo "ci/setup.sh: missing packages (${missing[*]}) and not root" >&2; exit 1
+    fi
+fi
+echo "ci/setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

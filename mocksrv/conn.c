@@ -1,0 +1,261 @@
+/*
+ * conn.c - buffered reads and writes of one session's connection (see conn.h).
+ *
+ * Reads go straight to recv() into the input buffer, until EAGAIN (edge-triggered epoll), then
+ * the coroutine waits on the fd with the caller's deadline. Writes are appended to the output
+ * buffer and leave through shape.c when flushed; every wait for input flushes first, which is
+ * what makes the reply to a pipelined batch one write.
+ *
+ * Not here: TLS (a later layer between this buffer and the shaper), protocol syntax.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_READ_CHUNK 16384
+
+void
+ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK))
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int one = 1;
+    /* Replies are small and already batched per pipelined group: never let Nagle hold them. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+        c->shape.nodelay = 1;
+    c->io = ms_io_open(loop, fd);
+}
+
+void
+ms_conn_fini(struct ms_conn *c)
+{
+    if (c->io)
+        ms_io_close(&c->io);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    ms_buf_fini(&c->in);
+    ms_buf_fini(&c->out);
+}
+
+static size_t
+conn_buffered(const struct ms_conn *c)
+{
+    return c->in.len - c->in_pos;
+}
+
+/* Drops consumed bytes from the front of the input buffer when that is worth a memmove. */
+static void
+conn_compact(struct ms_conn *c)
+{
+    if (c->in_pos == 0)
+        return;
+    if (c->in_pos == c->in.len) {
+        c->in_pos = 0;
+        ms_buf_clear(&c->in);
+    } else if (c->in_pos >= 4096 && c->in_pos * 2 >= c->in.len) {
+        ms_buf_consume(&c->in, c->in_pos);
+        c->in_pos = 0;
+    }
+}
+
+/* Reads whatever the socket has (at least one byte, waiting until deadline).
+ * Returns bytes added, or a negative code. */
+static ssize_t
+conn_recv(struct ms_conn *c, int64_t deadline)
+{
+    if (c->failed)
+        return MOCKSRV_EIO;
+    if (c->eof)
+        return MOCKSRV_ECLOSED;
+    int rc = ms_conn_flush(c, deadline);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    conn_compact(c);
+    for (;;) {
+        ms_buf_reserve(&c->in, CONN_READ_CHUNK);
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
+        if (n > 0) {
+            if (c->tap)
+                c->tap(c->tap_arg, '<', c->in.data + c->in.len, (size_t)n);
+            c->in.len += (size_t)n;
+            c->in.data[c->in.len] = '\0';
+            c->bytes_in += (uint64_t)n;
+            return n;
+        }
+        if (n == 0) {
+            c->eof = 1;
+            return MOCKSRV_ECLOSED;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            c->failed = 1;
+            return errno == ECONNRESET ? MOCKSRV_ECLOSED : MOCKSRV_EIO;
+        }
+        rc = ms_co_wait_io(c->io, EPOLLIN, deadline);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
+}
+
+int
+ms_conn_fill(struct ms_conn *c, int64_t deadline)
+{
+    if (conn_buffered(c) > 0)
+        return MOCKSRV_OK;
+    ssize_t n = conn_recv(c, deadline);
+    return n < 0 ? (int)n : MOCKSRV_OK;
+}
+
+const char *
+ms_conn_peek(const struct ms_conn *c, size_t *len_r)
+{
+    *len_r = conn_buffered(c);
+    return c->in.data ? c->in.data + c->in_pos : "";
+}
+
+void
+ms_conn_consume(struct ms_conn *c, size_t n)
+{
+    ms_assert(n <= conn_buffered(c));
+    c->in_pos += n;
+}
+
+int
+ms_conn_has_line(const struct ms_conn *c)
+{
+    size_t n = conn_buffered(c);
+    return n > 0 && memchr(c->in.data + c->in_pos, '\n', n) != NULL;
+}
+
+size_t
+ms_conn_discard_input(struct ms_conn *c)
+{
+    size_t n = conn_buffered(c);
+    c->in_pos = c->in.len;
+    conn_compact(c);
+    return n;
+}
+
+int
+ms_conn_read_line(struct ms_conn *c, size_t limit, int64_t deadline, struct ms_line *line_r)
+{
+    size_t scanned = 0;
+    memset(line_r, 0, sizeof *line_r);
+    for (;;) {
+        size_t avail = conn_buffered(c);
+        char *start = c->in.data ? c->in.data + c->in_pos : NULL;
+        char *lf = avail > scanned ? memchr(start + scanned, '\n', avail - scanned) : NULL;
+        if (lf) {
+            size_t total = (size_t)(lf - start) + 1; /* including LF */
+            if (c->discarding) {
+                /* The tail of an over-long line: drop it and report the line as too long. */
+                c->discarding = 0;
+                c->in_pos += total;
+                return MOCKSRV_ETOOLONG;
+            }
+            size_t len = total - 1;
+            if (len > 0 && start[len - 1] == '\r')
+                len--;
+            else
+                line_r->bare_lf = 1;
+            c->in_pos += total;
+            if (total > limit)
+                return MOCKSRV_ETOOLONG;
+            start[len] = '\0';
+            line_r->data = start;
+            line_r->len = len;
+            line_r->nul = memchr(start, '\0', len) != NULL;
+            return MOCKSRV_OK;
+        }
+        scanned = avail;
+        if (avail >= limit) {
+            /* No line end within the limit: discard what we have and skip to the next LF. */
+            c->discarding = 1;
+            c->in_pos += avail;
+            scanned = 0;
+        }
+        ssize_t n = conn_recv(c, deadline);
+        if (n < 0)
+            return (int)n;
+        if (c->discarding)
+            scanned = 0;
+        else
+            scanned = avail;
+    }
+}
+
+int
+ms_conn_read_n(struct ms_conn *c, size_t n, struct ms_buf *out, int64_t deadline)
+{
+    while (n > 0) {
+        size_t avail = conn_buffered(c);
+        if (avail == 0) {
+            ssize_t r = conn_recv(c, deadline);
+            if (r < 0)
+                return (int)r;
+            continue;
+        }
+        size_t take = MS_MIN(avail, n);
+        if (out)
+            ms_buf_append(out, c->in.data + c->in_pos, take);
+        c->in_pos += take;
+        n -= take;
+    }
+    return MOCKSRV_OK;
+}
+
+void
+ms_conn_write(struct ms_conn *c, const void *p, size_t n)
+{
+    ms_buf_append(&c->out, p, n);
+}
+
+void
+ms_conn_puts(struct ms_conn *c, const char *s)
+{
+    ms_buf_append(&c->out, s, strlen(s));
+}
+
+void
+ms_conn_printf(struct ms_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ms_buf_vprintf(&c->out, fmt, ap);
+    va_end(ap);
+}
+
+int
+ms_conn_flush(struct ms_conn *c, int64_t deadline)
+{
+    if (c->out.len == 0)
+        return MOCKSRV_OK;
+    if (c->failed) {
+        ms_buf_clear(&c->out);
+        return MOCKSRV_EIO;
+    }
+    if (c->tap)
+        c->tap(c->tap_arg, '>', c->out.data, c->out.len);
+    struct iovec iov = {.iov_base = c->out.data, .iov_len = c->out.len};
+    ssize_t n = ms_shape_writev(&c->shape, c->io, &iov, 1, deadline);
+    size_t len = c->out.len;
+    ms_buf_clear(&c->out);
+    if (n < 0) {
+        c->failed = 1;
+        return (int)n;
+    }
+    c->bytes_out += len;
+    return MOCKSRV_OK;
+}

@@ -1,0 +1,95 @@
+/*
+ * conn.h - a session's buffered connection: line reads with a limit, n-byte reads, raw access to
+ * buffered input for streaming decoders, buffered writes that go out through shape.c.
+ *
+ * Invariants:
+ *   - Every read takes a deadline; a session never blocks without one.
+ *   - Output is buffered and flushed before the connection waits for input, so the replies to a
+ *     pipelined batch of commands leave in one write (RFC 2920 section 3.1).
+ *   - Input that follows the current command stays buffered: the next read returns it.
+ *   - A line longer than the limit is reported (MOCKSRV_ETOOLONG) and the rest of it, up to and
+ *     including its LF, is discarded, so the session can answer and go on.
+ *   - Nothing here knows about protocols; conn.c and shape.c are the only users of send/recv.
+ */
+#ifndef MS_CONN_H
+#define MS_CONN_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "base.h"
+#include "runtime.h"
+
+/* The shaping layer: the one place bytes meet the socket. */
+struct ms_shape {
+    int nodelay; /* TCP_NODELAY was set */
+};
+
+/* Writes every byte of iov to io's fd, waiting for writability up to deadline.
+ * Returns bytes written (all of them) or a negative code (ECLOSED, ETIMEDOUT, ECANCELED, EIO). */
+ssize_t ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
+                        int64_t deadline);
+
+/* Observes bytes crossing the connection (transcript, counters). dir is '<' for input, '>' for
+ * output. */
+typedef void ms_conn_tap_fn(void *arg, char dir, const char *p, size_t n);
+
+struct ms_conn {
+    struct ms_io *io;
+    int fd;
+    struct ms_shape shape;
+
+    /* input: bytes [in_pos, in.len) are buffered and not yet consumed */
+    struct ms_buf in;
+    size_t in_pos;
+    int eof;     /* the peer closed its side */
+    int failed;  /* a transport error happened: no further I/O */
+    int discarding; /* skipping the rest of an over-long line */
+
+    /* output, flushed before any wait for input */
+    struct ms_buf out;
+
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+
+    ms_conn_tap_fn *tap;
+    void *tap_arg;
+};
+
+/* A line as read: bytes without the line ending; data[len] is NUL. Borrowed, valid until the
+ * next ms_conn_* call on this connection. bare_lf: ended by LF without CR. nul: contains NUL. */
+struct ms_line {
+    char *data;
+    size_t len;
+    int bare_lf;
+    int nul;
+};
+
+/* Takes ownership of fd (made non-blocking, TCP_NODELAY set) and registers it with loop. */
+void ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd);
+/* Deregisters and closes the fd, frees buffers. */
+void ms_conn_fini(struct ms_conn *c);
+
+/* Reads one line of at most limit bytes including its CRLF.
+ * Returns MOCKSRV_OK, MOCKSRV_ETOOLONG (line discarded), MOCKSRV_ECLOSED, MOCKSRV_ETIMEDOUT,
+ * MOCKSRV_ECANCELED or MOCKSRV_EIO. */
+int ms_conn_read_line(struct ms_conn *c, size_t limit, int64_t deadline, struct ms_line *line_r);
+/* Reads exactly n bytes, appended to out (or thrown away when out is NULL). */
+int ms_conn_read_n(struct ms_conn *c, size_t n, struct ms_buf *out, int64_t deadline);
+/* Makes sure at least one unconsumed byte is buffered (reading if needed). */
+int ms_conn_fill(struct ms_conn *c, int64_t deadline);
+/* Buffered, unconsumed input. */
+const char *ms_conn_peek(const struct ms_conn *c, size_t *len_r);
+void ms_conn_consume(struct ms_conn *c, size_t n);
+/* 1 when a complete line is already buffered (more pipelined commands to answer). */
+int ms_conn_has_line(const struct ms_conn *c);
+/* Throws away all buffered input (after STARTTLS: RFC 3207 section 4.2). Returns bytes dropped. */
+size_t ms_conn_discard_input(struct ms_conn *c);
+
+void ms_conn_write(struct ms_conn *c, const void *p, size_t n);
+void ms_conn_puts(struct ms_conn *c, const char *s);
+void ms_conn_printf(struct ms_conn *c, const char *fmt, ...) MS_PRINTF(2, 3);
+/* Sends buffered output. Returns MOCKSRV_OK or a transport error. */
+int ms_conn_flush(struct ms_conn *c, int64_t deadline);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * coro.c - stackful coroutines: create, resume, yield, destroy.
+ *
+ * A coroutine runs fn(arg) on its own stack (stack.c) and gives the CPU back only by
+ * ms_coro_yield or by returning; ms_coro_resume continues it where it stopped. The machine
+ * part of a switch is ms_ctx_switch (ctx.h); this file keeps track of who runs and tells the
+ * sanitizers about every change of stack.
+ *
+ * Not here: scheduling, I/O, timers (loop.c). A coroutine is not a thread: nothing here is
+ * safe to call from another thread than the one that resumes the coroutine.
+ *
+ * Invariants:
+ *   - coro_current is the coroutine executing right now on this thread, NULL on the thread's
+ *     own stack. It is the only mutable per-thread state of the runtime.
+ *   - A running coroutine's caller_ctx holds the context that resumed it (the thread's stack or
+ *     another coroutine, recorded in co->caller); yield and return go back there. Resumes
+ *     nest like calls: a coroutine may resume another one, never itself or one of its
+ *     (transitive) callers, which are running.
+ *   - The stack is mapped on the first resume, so coroutines created but not started yet cost
+ *     only this struct (the loop may queue a great many of them at once).
+ *   - A finished coroutine never runs again; its stack is freed by ms_coro_destroy, which the
+ *     owner calls after the final switch back, never on the stack being freed.
+ *
+ * AddressSanitizer (MOCKSRV_ASAN=1): each switch is bracketed by
+ * __sanitizer_start_switch_fiber (the stack we are going to) and
+ * __sanitizer_finish_switch_fiber (once there), so ASan always knows the bounds of the stack in
+ * use; the coroutine learns its caller's stack bounds from the finish call. The last switch out
+ * of a finished coroutine passes NULL, letting ASan drop that fiber's fake stack.
+ */
+#include "runtime.h"
+
+#include "ctx.h"
+
+#include <stdlib.h>
+
+#if defined(MOCKSRV_ASAN) && MOCKSRV_ASAN
+#include <sanitizer/common_interface_defs.h>
+#define CORO_ASAN 1
+#else
+#define CORO_ASAN 0
+#endif
+
+enum coro_state {
+    CORO_CREATED,   /* never resumed; no stack yet */
+    CORO_RUNNING,   /* on the CPU, or resumed another coroutine that is */
+    CORO_SUSPENDED, /* yielded; waits for ms_coro_resume */
+    CORO_FINISHED,  /* fn returned */
+};
+
+struct ms_coro {
+    /* hot: touched on every switch */
+    struct ms_ctx ctx;        /* this coroutine, while suspended */
+    struct ms_ctx caller_ctx; /* whoever resumed it, while it runs */
+    struct ms_coro *caller;   /* the coroutine that resumed it; NULL = the thread's stack */
+    enum coro_state state;
+#if CORO_ASAN
+    void *asan_fake_stack;           /* ASan's fake stack of this coroutine, while suspended */
+    const void *asan_caller_bottom;  /* bounds of the caller's stack, while running */
+    size_t asan_caller_size;
+#endif
+
+    /* set at creation */
+    ms_coro_fn *fn;
+    void *arg;
+    void *data;
+    size_t stack_size; /* as asked; the mapping is made on the first resume */
+    struct ms_stack stack;
+};
+
+/* The one piece of per-thread state. initial-exec: a switch must not call __tls_get_addr. */
+static _Thread_local struct ms_coro *coro_current __attribute__((tls_model("initial-exec")));
+
+static void
+coro_entry(void *p)
+{
+    struct ms_coro *co = p;
+#if CORO_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &co->asan_caller_bottom, &co->asan_caller_size);
+#endif
+    co->fn(co->arg);
+
+    /* Back to whoever resumed us for the last time; ms_coro_resume sees FINISHED. The stack
+     * stays mapped until the owner destroys the coroutine from another stack. */
+    co->state = CORO_FINISHED;
+    coro_current = co->caller;
+#if CORO_ASAN
+    __sanitizer_start_switch_fiber(NULL, co->asan_caller_bottom, co->asan_caller_size);
+#endif
+    ms_ctx_switch(&co->ctx, &co->caller_ctx);
+    ms_die("finished coroutine resumed");
+}
+
+struct ms_coro *
+ms_coro_create(ms_coro_fn *fn, void *arg, size_t stack_size)
+{
+    ms_assert(fn != NULL);
+    struct ms_coro *co = ms_calloc(1, sizeof *co);
+    co->fn = fn;
+    co->arg = arg;
+    co->stack_size = stack_size ? stack_size : MS_CORO_STACK_DEFAULT;
+    co->state = CORO_CREATED;
+    return co;
+}
+
+void
+ms_coro_destroy(struct ms_coro **cop)
+{
+    struct ms_coro *co = *cop;
+    if (!co)
+        return;
+    /* A running coroutine (or one of its callers) is on the CPU: its stack is in use. */
+    ms_assert(co->state != CORO_RUNNING);
+    ms_stack_fini(&co->stack);
+    free(co);
+    *cop = NULL;
+}
+
+void
+ms_coro_resume(struct ms_coro *co)
+{
+    ms_assert(co->state == CORO_CREATED || co->state == CORO_SUSPENDED);
+    if (co->state == CORO_CREATED) {
+        ms_stack_init(&co->stack, co->stack_size);
+        ms_ctx_init(&co->ctx, co->stack.lo, co->stack.size, coro_entry, co);
+    }
+    co->caller = coro_current;
+    co->state = CORO_RUNNING;
+    coro_current = co;
+#if CORO_ASAN
+    void *fake_stack = NULL;
+    __sanitizer_start_switch_fiber(&fake_stack, co->stack.lo, co->stack.size);
+#endif
+    ms_ctx_switch(&co->caller_ctx, &co->ctx);
+#if CORO_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
+#endif
+    /* co yielded or finished; either way it has set coro_current back to co->caller. */
+}
+
+void
+ms_coro_yield(void)
+{
+    struct ms_coro *co = coro_current;
+    ms_assert(co != NULL);
+    co->state = CORO_SUSPENDED;
+    coro_current = co->caller;
+#if CORO_ASAN
+    __sanitizer_start_switch_fiber(&co->asan_fake_stack, co->asan_caller_bottom,
+                                   co->asan_caller_size);
+#endif
+    ms_ctx_switch(&co->ctx, &co->caller_ctx);
+#if CORO_ASAN
+    /* Resumed, possibly by a different caller than last time: learn its stack. */
+    __sanitizer_finish_switch_fiber(co->asan_fake_stack, &co->asan_caller_bottom,
+                                    &co->asan_caller_size);
+#endif
+}
+
+struct ms_coro *
+ms_coro_current(void)
+{
+    return coro_current;
+}
+
+int
+ms_coro_finished(const struct ms_coro *co)
+{
+    return co->state == CORO_FINISHED;
+}
+
+void
+ms_coro_set_data(struct ms_coro *co, void *data)
+{
+    co->data = data;
+}
+
+void *
+ms_coro_data(const struct ms_coro *co)
+{
+    return co->data;
+}

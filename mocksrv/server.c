@@ -1,0 +1,586 @@
+/*
+ * server.c - listeners, sessions and the server's lifecycle (see server.h).
+ *
+ * Invariants:
+ *   - Every listener is bound and listening before the server counts as bound: a scenario that
+ *     cannot be fully bound binds nothing (no half-started server).
+ *   - A session's coroutine owns its connection; the server only wakes it to stop it.
+ *   - A message is on disk (spool files renamed into place) before ms_server_add_message
+ *     returns OK, so the engine's success reply means the message is stored.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const server_close_reasons[] = {
+    [MS_CLOSE_QUIT] = "quit",         [MS_CLOSE_PEER] = "peer-closed",
+    [MS_CLOSE_TIMEOUT] = "timeout",   [MS_CLOSE_FAULT] = "fault",
+    [MS_CLOSE_ERROR] = "error",       [MS_CLOSE_SHUTDOWN] = "shutdown",
+    [MS_CLOSE_LIMIT] = "limit",
+};
+
+int
+ms_server_ensure_scenario(struct ms_server *srv, struct mocksrv_error *err)
+{
+    if (srv->sc)
+        return MOCKSRV_OK;
+    return ms_scenario_load_default(&srv->sc, err);
+}
+
+/* ---- messages ---- */
+
+void
+ms_msg_free(struct ms_msg *m)
+{
+    if (!m)
+        return;
+    free(m->listener);
+    free(m->helo);
+    free(m->mail_from);
+    free(m->mail_params);
+    for (size_t i = 0; i < m->rcpt_count; i++) {
+        free(m->rcpt_to[i]);
+        free(m->rcpt_params[i]);
+    }
+    free(m->rcpt_to);
+    free(m->rcpt_params);
+    free(m->auth_user);
+    free(m->data);
+    free(m->spool_path);
+    free(m);
+}
+
+static json_t *
+server_msg_json(const struct ms_msg *m)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(m->id));
+    json_object_set_new(o, "session", json_integer(m->session));
+    json_object_set_new(o, "listener", json_string(m->listener));
+    json_object_set_new(o, "helo", m->helo ? ms_json_bytes(m->helo, strlen(m->helo)) : json_null());
+    json_object_set_new(o, "mail_from", ms_json_bytes(m->mail_from, strlen(m->mail_from)));
+    json_object_set_new(o, "mail_params", ms_json_bytes(m->mail_params, strlen(m->mail_params)));
+    json_t *to = json_array(), *params = json_array();
+    for (size_t i = 0; i < m->rcpt_count; i++) {
+        json_array_append_new(to, ms_json_bytes(m->rcpt_to[i], strlen(m->rcpt_to[i])));
+        json_array_append_new(params, ms_json_bytes(m->rcpt_params[i], strlen(m->rcpt_params[i])));
+    }
+    json_object_set_new(o, "rcpt_to", to);
+    json_object_set_new(o, "rcpt_params", params);
+    json_object_set_new(o, "auth_user",
+                        m->auth_user ? ms_json_bytes(m->auth_user, strlen(m->auth_user))
+                                     : json_null());
+    json_object_set_new(o, "tls", json_boolean(m->tls));
+    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+    json_object_set_new(o, "received_ms", json_integer(m->received_ms));
+    return o;
+}
+
+/* Writes p to dir/name via a temporary file, fsync-free (tests, not durability), renamed. */
+static int
+server_write_file(const char *dir, const char *name, const char *p, size_t n,
+                  struct mocksrv_error *err)
+{
+    char tmp[4096], final[4096];
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(errno));
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(e));
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) != 0 || rename(tmp, final) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", final, strerror(e));
+    }
+    return MOCKSRV_OK;
+}
+
+int
+ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_error *err)
+{
+    m->id = ++srv->next_msg_id;
+    if (srv->spool_dir) {
+        char name[64];
+        snprintf(name, sizeof name, "%06u.eml", m->id);
+        int rc = server_write_file(srv->spool_dir, name, m->data, m->size, err);
+        if (rc == MOCKSRV_OK) {
+            json_t *env = server_msg_json(m);
+            char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            json_decref(env);
+            size_t len = strlen(text);
+            text = ms_realloc(text, len + 2);
+            text[len++] = '\n';
+            snprintf(name, sizeof name, "%06u.json", m->id);
+            rc = server_write_file(srv->spool_dir, name, text, len, err);
+            free(text);
+        }
+        if (rc != MOCKSRV_OK) {
+            srv->next_msg_id--;
+            ms_log_error(&srv->events, "spool: %s", err ? err->message : "write failed");
+            ms_msg_free(m);
+            return rc;
+        }
+        m->spool_path = ms_asprintf("%s/%06u.eml", srv->spool_dir, m->id);
+    }
+
+    json_t *ev = ms_event_new(&srv->events, "message", m->session, m->listener);
+    json_t *body = server_msg_json(m);
+    json_object_del(body, "session");
+    json_object_del(body, "listener");
+    json_object_set_new(body, "spool", m->spool_path ? json_string(m->spool_path) : json_null());
+    json_object_update(ev, body);
+    json_decref(body);
+    ms_event_emit(&srv->events, ev);
+
+    pthread_mutex_lock(&srv->lock);
+    ms_grow((void **)&srv->msgs, &srv->cap_msgs, srv->n_msgs + 1, sizeof *srv->msgs);
+    srv->msgs[srv->n_msgs++] = m;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    return MOCKSRV_OK;
+}
+
+/* ---- sessions ---- */
+
+json_t *
+ms_session_event(struct ms_session *s, const char *name)
+{
+    return ms_event_new(&s->srv->events, name, s->id, s->listener->name);
+}
+
+void
+ms_session_emit(struct ms_session *s, json_t *event)
+{
+    ms_event_emit(&s->srv->events, event);
+}
+
+void
+ms_session_command_event(struct ms_session *s, const char *line, size_t len)
+{
+    if (!ms_events_wanted(&s->srv->events))
+        return;
+    json_t *ev = ms_session_event(s, "command");
+    json_object_set_new(ev, "line", ms_json_bytes(line, len));
+    ms_session_emit(s, ev);
+}
+
+int64_t
+ms_session_deadline(struct ms_session *s)
+{
+    return ms_deadline_in(s->srv->sc->limits.idle_timeout_ms);
+}
+
+static void
+session_tap(void *arg, char dir, const char *p, size_t n)
+{
+    struct ms_session *s = arg;
+    ms_transcript(&s->srv->events, s->id, s->listener->name, dir, p, n);
+}
+
+static void server_check_exit(struct ms_server *srv);
+
+static void
+session_main(void *arg)
+{
+    struct ms_session *s = arg;
+    struct ms_server *srv = s->srv;
+
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_session_event(s, "session.open");
+        json_object_set_new(ev, "peer", json_string(s->peer));
+        json_object_set_new(ev, "protocol", json_string(ms_proto_name(s->listener->protocol)));
+        ms_session_emit(s, ev);
+    }
+    ms_transcript(&srv->events, s->id, s->listener->name, '*', "connected", 9);
+
+    switch (s->listener->protocol) {
+    case MS_PROTO_SMTP:
+    case MS_PROTO_LMTP:
+        ms_smtp_session(s);
+        break;
+    default:
+        s->close_reason = MS_CLOSE_ERROR;
+        break;
+    }
+    ms_conn_flush(&s->conn, ms_deadline_in(1000));
+
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_session_event(s, "session.close");
+        json_object_set_new(ev, "reason", json_string(server_close_reasons[s->close_reason]));
+        json_object_set_new(ev, "bytes_in", json_integer((json_int_t)s->conn.bytes_in));
+        json_object_set_new(ev, "bytes_out", json_integer((json_int_t)s->conn.bytes_out));
+        ms_session_emit(s, ev);
+    }
+    ms_transcript(&srv->events, s->id, s->listener->name, '*',
+                  server_close_reasons[s->close_reason],
+                  strlen(server_close_reasons[s->close_reason]));
+
+    ms_conn_fini(&s->conn);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s->auth_user);
+    free(s);
+    srv->n_open--;
+    srv->n_ended++;
+    srv->last_activity = ms_now();
+    server_check_exit(srv);
+}
+
+static void
+server_format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(out, n, "%s:%d", host, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(out, n, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, n, "unknown");
+    }
+}
+
+static void
+server_on_accept(void *arg, uint32_t events)
+{
+    struct ms_listener *l = arg;
+    struct ms_server *srv = l->srv;
+    (void)events;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                ms_log_error(&srv->events, "accept on %s: %s", l->name, strerror(errno));
+            return;
+        }
+        if (srv->stopping) {
+            close(fd);
+            continue;
+        }
+        struct ms_session *s = ms_calloc(1, sizeof *s);
+        s->srv = srv;
+        s->listener = l;
+        s->id = ++srv->n_accepted;
+        l->sessions++;
+        server_format_peer(&ss, s->peer, sizeof s->peer);
+        ms_conn_init(&s->conn, srv->loop, fd);
+        if (srv->events.verbosity >= 2) {
+            s->conn.tap = session_tap;
+            s->conn.tap_arg = s;
+        }
+        s->next = srv->sessions;
+        if (srv->sessions)
+            srv->sessions->prev = s;
+        srv->sessions = s;
+        srv->n_open++;
+        s->co = ms_loop_spawn(srv->loop, session_main, s, 0);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static void
+server_stop_now(struct ms_server *srv)
+{
+    srv->stopped = 1;
+    ms_loop_stop(srv->loop);
+}
+
+static void
+server_check_exit(struct ms_server *srv)
+{
+    if (!srv->stopping && srv->exit_after && srv->n_ended >= srv->exit_after)
+        ms_server_begin_shutdown(srv);
+    if (srv->stopping && srv->n_open == 0)
+        server_stop_now(srv);
+}
+
+static void server_arm_idle(struct ms_server *srv);
+
+static void
+server_on_idle_timer(void *arg, uint32_t events)
+{
+    struct ms_server *srv = arg;
+    (void)events;
+    srv->idle_timer = 0;
+    if (srv->stopping)
+        return;
+    if (srv->n_open == 0 && ms_now() - srv->last_activity >= srv->idle_exit_ms) {
+        ms_log_info(&srv->events, "idle for %lld ms: stopping", (long long)srv->idle_exit_ms);
+        ms_server_begin_shutdown(srv);
+        return;
+    }
+    server_arm_idle(srv);
+}
+
+static void
+server_arm_idle(struct ms_server *srv)
+{
+    if (srv->idle_exit_ms <= 0 || srv->idle_timer)
+        return;
+    int64_t due = srv->last_activity + srv->idle_exit_ms;
+    if (srv->n_open > 0)
+        due = ms_now() + srv->idle_exit_ms;
+    srv->idle_timer = ms_loop_timer_add(srv->loop, due, server_on_idle_timer, srv);
+}
+
+static void
+server_close_listeners(struct ms_server *srv)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct ms_listener *l = &srv->listeners[i];
+        if (l->watch)
+            ms_io_close(&l->watch);
+        if (l->fd >= 0)
+            close(l->fd);
+        l->fd = -1;
+    }
+}
+
+void
+ms_server_begin_shutdown(struct ms_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    server_close_listeners(srv);
+    for (struct ms_session *s = srv->sessions; s; s = s->next) {
+        s->closing = 1;
+        ms_loop_wake(srv->loop, s->co);
+    }
+    if (srv->n_open == 0)
+        server_stop_now(srv);
+}
+
+static void
+server_on_request(void *arg, uint32_t events)
+{
+    struct ms_server *srv = arg;
+    uint64_t v;
+    (void)events;
+    while (read(srv->request_fd, &v, sizeof v) > 0) {
+    }
+    if (srv->shutdown_requested)
+        ms_server_begin_shutdown(srv);
+}
+
+/* Parses "[HOST:]PORT" / "[v6]:PORT". */
+static int
+server_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    char h[256];
+    snprintf(h, sizeof h, "%s", host);
+    size_t hl = strlen(h);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        memmove(h, h + 1, hl - 2);
+        h[hl - 2] = '\0';
+    }
+    if (strcmp(h, "localhost") == 0)
+        snprintf(h, sizeof h, "127.0.0.1");
+    if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    return -1;
+}
+
+static int
+server_open_listener(struct ms_server *srv, struct ms_listener *l, struct mocksrv_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (server_resolve(l->host, l->port, &ss, &sl) != 0)
+        return ms_error_set(err, MOCKSRV_EBIND,
+                            "listener %s: bad address \"%s\" (use an IPv4 or IPv6 literal)",
+                            l->name, l->host);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ms_error_set(err, MOCKSRV_EBIND, "listener %s: socket: %s", l->name,
+                            strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_set(err, MOCKSRV_EBIND, "listener %s: cannot listen on %s port %d: %s",
+                            l->name, l->host, l->port, strerror(e));
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &bl);
+    l->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    l->fd = fd;
+    l->watch = ms_loop_watch(srv->loop, fd, EPOLLIN, server_on_accept, l);
+    return MOCKSRV_OK;
+}
+
+static void
+server_add_listener(struct ms_server *srv, const struct ms_listener_conf *conf)
+{
+    srv->listeners = ms_realloc(srv->listeners, (srv->n_listeners + 1) * sizeof *srv->listeners);
+    struct ms_listener *l = &srv->listeners[srv->n_listeners++];
+    memset(l, 0, sizeof *l);
+    l->srv = srv;
+    l->fd = -1;
+    l->name = ms_strdup(conf->name);
+    l->protocol = conf->protocol;
+    l->tls = conf->tls;
+    l->host = ms_strdup(conf->host ? conf->host : srv->bind_host);
+    l->port = srv->ephemeral ? 0 : conf->port;
+}
+
+static struct ms_listener *
+server_find_listener(struct ms_server *srv, const char *name)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        if (strcmp(srv->listeners[i].name, name) == 0)
+            return &srv->listeners[i];
+    return NULL;
+}
+
+void
+ms_server_unbind(struct ms_server *srv)
+{
+    server_close_listeners(srv);
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        free(srv->listeners[i].name);
+        free(srv->listeners[i].host);
+    }
+    free(srv->listeners);
+    srv->listeners = NULL;
+    srv->n_listeners = 0;
+    if (srv->request_watch)
+        ms_io_close(&srv->request_watch);
+    if (srv->request_fd >= 0)
+        close(srv->request_fd);
+    srv->request_fd = -1;
+    srv->bound = 0;
+}
+
+int
+ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
+{
+    if (srv->bound)
+        return ms_error_set(err, MOCKSRV_ESTATE, "already bound");
+    int rc = ms_server_ensure_scenario(srv, err);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    struct ms_scenario *sc = srv->sc;
+    if (!srv->seed_set)
+        srv->seed = sc->has_seed ? sc->seed : ((uint64_t)ms_wall_ms() * 2654435761u) ^ getpid();
+    if (!srv->loop)
+        srv->loop = ms_loop_create();
+    srv->request_fd = -1;
+
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        server_add_listener(srv, &sc->listeners[i]);
+    for (size_t i = 0; i < srv->n_overrides; i++) {
+        struct ms_listen_override *o = &srv->overrides[i];
+        struct ms_listener *l = server_find_listener(srv, o->name);
+        if (!l) {
+            struct ms_listener_conf conf;
+            if (ms_listener_standard(o->name, &conf) != MOCKSRV_OK) {
+                rc = ms_error_set(err, MOCKSRV_EINVAL,
+                                  "--listen %s: no such listener in the scenario and not a "
+                                  "standard one (smtp smtps submission lmtp pop3 pop3s imap imaps)",
+                                  o->name);
+                goto fail;
+            }
+            server_add_listener(srv, &conf);
+            l = &srv->listeners[srv->n_listeners - 1];
+        }
+        if (o->host) {
+            free(l->host);
+            l->host = ms_strdup(o->host);
+        }
+        l->port = o->port;
+    }
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct ms_listener *l = &srv->listeners[i];
+        if (l->protocol != MS_PROTO_SMTP && l->protocol != MS_PROTO_LMTP) {
+            rc = ms_error_set(err, MOCKSRV_EUNSUPPORTED,
+                              "listener %s: protocol %s is not supported by this version", l->name,
+                              ms_proto_name(l->protocol));
+            goto fail;
+        }
+        if (l->tls != MS_TLS_NONE) {
+            rc = ms_error_set(err, MOCKSRV_EUNSUPPORTED,
+                              "listener %s: tls %s is not supported by this version", l->name,
+                              ms_tls_mode_name(l->tls));
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        rc = server_open_listener(srv, &srv->listeners[i], err);
+        if (rc != MOCKSRV_OK)
+            goto fail;
+    }
+
+    srv->request_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->request_fd < 0) {
+        rc = ms_error_set(err, MOCKSRV_ESYS, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    srv->request_watch = ms_loop_watch(srv->loop, srv->request_fd, EPOLLIN, server_on_request, srv);
+    srv->events.start_ms = ms_now();
+    srv->last_activity = ms_now();
+    srv->bound = 1;
+    server_arm_idle(srv);
+    return MOCKSRV_OK;
+
+fail:
+    ms_server_unbind(srv);
+    return rc;
+}

@@ -1,0 +1,155 @@
+/*
+ * server.h - the server object: listeners, sessions, lifecycle, received messages, events.
+ *
+ * One server = one loop = one thread. Sessions are coroutines spawned on accept; each runs its
+ * listener's protocol engine (smtp.c, later pop3.c, imap.c, script.c) to the end, then the
+ * server closes the connection and reports session.close. A graceful stop closes listeners and
+ * wakes every session, whose blocked read then returns MOCKSRV_ECANCELED: the engine sends its
+ * protocol's shutdown reply and ends.
+ *
+ * The only state shared with other threads is the received-message list (mutex + condition
+ * variable) and the request eventfd (shutdown).
+ */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include <pthread.h>
+
+#include "conn.h"
+#include "events.h"
+#include "runtime.h"
+#include "scenario.h"
+
+struct ms_server;
+
+struct ms_listener {
+    struct ms_server *srv;
+    char *name;
+    enum ms_proto protocol;
+    enum ms_tls_mode tls;
+    char *host;  /* as configured or overridden */
+    int port;    /* asked for (0 = ephemeral), then the bound port */
+    int fd;
+    struct ms_io *watch;
+    unsigned sessions; /* accepted on this listener */
+};
+
+/* Why a session ended (session.close "reason"). */
+enum ms_close_reason {
+    MS_CLOSE_QUIT,
+    MS_CLOSE_PEER,
+    MS_CLOSE_TIMEOUT,
+    MS_CLOSE_FAULT,
+    MS_CLOSE_ERROR,
+    MS_CLOSE_SHUTDOWN,
+    MS_CLOSE_LIMIT,
+};
+
+struct ms_session {
+    struct ms_server *srv;
+    struct ms_listener *listener;
+    unsigned id; /* 1-based, in accept order across the server */
+    struct ms_conn conn;
+    struct ms_coro *co;
+    char peer[64];
+    enum ms_close_reason close_reason;
+    int closing;      /* the server is stopping: end at the next read */
+    unsigned bad_commands;
+    int tls;          /* the connection is encrypted */
+    char *auth_user;  /* authenticated user name, or NULL */
+    struct ms_session *prev, *next;
+};
+
+/* A received message, as kept by the server (immutable once added). */
+struct ms_msg {
+    unsigned id;
+    unsigned session;
+    char *listener;
+    char *helo;
+    char *mail_from;
+    char *mail_params;
+    char **rcpt_to;
+    char **rcpt_params;
+    size_t rcpt_count;
+    char *auth_user;
+    int tls;
+    int64_t received_ms;
+    char *data;
+    size_t size;
+    char *spool_path;
+};
+
+struct ms_listen_override {
+    char *name;
+    char *host; /* NULL: keep */
+    int port;
+};
+
+struct ms_server {
+    /* configuration, fixed once bound */
+    struct ms_scenario *sc;
+    int ephemeral;
+    char *bind_host;
+    uint64_t seed;
+    int seed_set;
+    char *spool_dir;
+    unsigned exit_after;
+    int64_t idle_exit_ms;
+    struct ms_listen_override *overrides;
+    size_t n_overrides;
+
+    /* runtime, loop thread only */
+    struct ms_loop *loop;
+    struct ms_events events;
+    struct ms_listener *listeners;
+    size_t n_listeners;
+    struct ms_session *sessions; /* open sessions, newest first */
+    unsigned n_open;
+    unsigned n_accepted;
+    unsigned n_ended;
+    int64_t last_activity;       /* ms_now() when the last session ended (for idle exit) */
+    uint64_t idle_timer;
+    int bound;
+    int stopping;
+    int stopped;
+    int request_fd;              /* eventfd: requests from other threads */
+    struct ms_io *request_watch;
+    char *ready_json;
+
+    /* received messages: shared with other threads under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct ms_msg **msgs;
+    size_t n_msgs;
+    size_t cap_msgs;
+    unsigned next_msg_id;        /* loop thread only */
+
+    /* thread mode */
+    pthread_t thread;
+    int thread_running;
+    volatile int shutdown_requested;
+};
+
+/* Fills srv->sc with the default scenario if none was loaded. */
+int ms_server_ensure_scenario(struct ms_server *srv, struct mocksrv_error *err);
+int ms_server_bind(struct ms_server *srv, struct mocksrv_error *err);
+void ms_server_begin_shutdown(struct ms_server *srv);
+void ms_server_unbind(struct ms_server *srv);
+
+/* Records an accepted message: spool files written and renamed, list updated, event emitted.
+ * Takes ownership of m. Returns MOCKSRV_OK or MOCKSRV_EIO (spool write failed: m is freed). */
+int ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_error *err);
+void ms_msg_free(struct ms_msg *m);
+
+/* Session helpers for the engines. */
+json_t *ms_session_event(struct ms_session *s, const char *name);
+void ms_session_emit(struct ms_session *s, json_t *event);
+/* Emits a "command" event for a received line (payload shown as received). */
+void ms_session_command_event(struct ms_session *s, const char *line, size_t len);
+/* Read deadline for the next command: now + limits.idle_timeout. */
+int64_t ms_session_deadline(struct ms_session *s);
+
+/* Protocol engines: run in the session's coroutine; return when the session is over. */
+void ms_smtp_session(struct ms_session *s);
+
+#endif
