@@ -47,11 +47,20 @@ ms_ctx_switch:
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)            /* from->sp */
+    movq    %rsp, %rax              /* keep the frame just saved, to compare control words */
 
     movq    (%rsi), %rsp            /* to->sp: from here on we run on the other stack */
+    /* Loading MXCSR or the x87 control word stalls the pipeline on many cores, and the two
+     * sides almost always agree: load only what differs. */
+    movl    (%rsp), %ecx
+    cmpl    (%rax), %ecx
+    je      1f
     ldmxcsr (%rsp)
+1:  movzwl  4(%rsp), %ecx
+    cmpw    4(%rax), %cx
+    je      2f
     fldcw   4(%rsp)
-    addq    $8, %rsp
+2:  addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13

@@ -39,10 +39,10 @@
 extern const unsigned char ms_embedded_default_yaml[];
 extern const size_t ms_embedded_default_yaml_len;
 
-#define SCENARIO_MAX_DEPTH 64          /* nesting of mappings and lists */
-#define SCENARIO_MAX_FILE (64u << 20)  /* bytes of a scenario file */
-#define SCENARIO_PATH_MAX 256          /* "users.alice.addresses[3]" */
-#define SCENARIO_TEXT_MAX 48           /* bytes of a value quoted in a message */
+#define SCENARIO_MAX_DEPTH 64         /* nesting of mappings and lists */
+#define SCENARIO_MAX_FILE (64u << 20) /* bytes of a scenario file */
+#define SCENARIO_PATH_MAX 256         /* "users.alice.addresses[3]" */
+#define SCENARIO_TEXT_MAX 48          /* bytes of a value quoted in a message */
 
 #define SCENARIO_KIB ((uint64_t)1024)
 #define SCENARIO_MIB (SCENARIO_KIB * 1024)
@@ -161,20 +161,18 @@ static const struct scenario_name scenario_tls_versions[] = {
 };
 
 static const struct scenario_name scenario_mechanisms[] = {
-    {"PLAIN", MS_AUTH_PLAIN},     {"LOGIN", MS_AUTH_LOGIN},
-    {"CRAM-MD5", MS_AUTH_CRAM_MD5}, {"XOAUTH2", MS_AUTH_XOAUTH2},
+    {"PLAIN", MS_AUTH_PLAIN},
+    {"LOGIN", MS_AUTH_LOGIN},
+    {"CRAM-MD5", MS_AUTH_CRAM_MD5},
+    {"XOAUTH2", MS_AUTH_XOAUTH2},
     {"OAUTHBEARER", MS_AUTH_OAUTHBEARER},
 };
 
 static const struct scenario_name scenario_extensions[] = {
-    {"SIZE", MS_EXT_SIZE},
-    {"PIPELINING", MS_EXT_PIPELINING},
-    {"8BITMIME", MS_EXT_8BITMIME},
-    {"ENHANCEDSTATUSCODES", MS_EXT_ENHANCEDSTATUSCODES},
-    {"SMTPUTF8", MS_EXT_SMTPUTF8},
-    {"CHUNKING", MS_EXT_CHUNKING},
-    {"DSN", MS_EXT_DSN},
-    {"VRFY", MS_EXT_VRFY},
+    {"SIZE", MS_EXT_SIZE},         {"PIPELINING", MS_EXT_PIPELINING},
+    {"8BITMIME", MS_EXT_8BITMIME}, {"ENHANCEDSTATUSCODES", MS_EXT_ENHANCEDSTATUSCODES},
+    {"SMTPUTF8", MS_EXT_SMTPUTF8}, {"CHUNKING", MS_EXT_CHUNKING},
+    {"DSN", MS_EXT_DSN},           {"VRFY", MS_EXT_VRFY},
     {"HELP", MS_EXT_HELP},
 };
 
@@ -419,6 +417,14 @@ scenario_describe(char *out, size_t cap, const struct scenario_node *n)
     }
 }
 
+/* A scalar's text for a message, unquoted (numbers read better so), escaped and cut. */
+static const char *
+scenario_text(char *out, size_t cap, const struct scenario_node *n)
+{
+    scenario_escape(out, cap, n->text, n->len, SCENARIO_TEXT_MAX);
+    return out;
+}
+
 static int
 scenario_fail(struct scenario_ctx *ctx, struct ms_pos pos, const char *path, const char *fmt, ...)
 {
@@ -575,8 +581,8 @@ scenario_stack_path(char *out, struct scenario_node **stack, size_t depth)
 
 /* Reports a libyaml error: its position, problem and context. */
 static int
-scenario_fail_yaml(struct scenario_ctx *ctx, const yaml_parser_t *parser,
-                   const unsigned char *yaml, size_t len)
+scenario_fail_yaml(struct scenario_ctx *ctx, const yaml_parser_t *parser, const unsigned char *yaml,
+                   size_t len)
 {
     struct ms_pos pos;
     const char *problem = parser->problem ? parser->problem : "cannot parse";
@@ -636,9 +642,8 @@ scenario_attach(struct scenario_ctx *ctx, struct scenario_node *n, struct scenar
 }
 
 static int
-scenario_build_event(struct scenario_ctx *ctx, const yaml_event_t *ev,
-                     struct scenario_node **stack, size_t *depth, struct scenario_node **root,
-                     int *documents)
+scenario_build_event(struct scenario_ctx *ctx, const yaml_event_t *ev, struct scenario_node **stack,
+                     size_t *depth, struct scenario_node **root, int *documents)
 {
     struct scenario_node *n;
     char path[SCENARIO_PATH_MAX];
@@ -666,8 +671,8 @@ scenario_build_event(struct scenario_ctx *ctx, const yaml_event_t *ev,
         return scenario_attach(ctx, n, stack, *depth, root);
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
-        n = scenario_node_create(
-            ev->type == YAML_MAPPING_START_EVENT ? SCENARIO_MAP : SCENARIO_SEQ, ev->start_mark);
+        n = scenario_node_create(ev->type == YAML_MAPPING_START_EVENT ? SCENARIO_MAP : SCENARIO_SEQ,
+                                 ev->start_mark);
         if ((rc = scenario_attach(ctx, n, stack, *depth, root)) != MOCKSRV_OK)
             return rc;
         if (*depth == SCENARIO_MAX_DEPTH) {
@@ -719,7 +724,8 @@ scenario_build(struct scenario_ctx *ctx, const unsigned char *yaml, size_t len,
     yaml_parser_delete(&parser);
     if (!root) {
         struct ms_pos pos = {1, 1};
-        return scenario_fail(ctx, pos, NULL, "empty scenario (expected a mapping, e.g. version: 1)");
+        return scenario_fail(ctx, pos, NULL,
+                             "empty scenario (expected a mapping, e.g. version: 1)");
     }
     *root_r = root;
     return MOCKSRV_OK;
@@ -841,9 +847,12 @@ scenario_get_uint(struct scenario_ctx *ctx, const struct scenario_node *n, const
     }
     if (rc == -1)
         return scenario_fail_type(ctx, n, path, "an integer");
-    if (rc == -2 || v < min || v > max)
-        return scenario_fail(ctx, n->pos, path, "%s is out of range (%llu .. %llu)", n->text,
-                             (unsigned long long)min, (unsigned long long)max);
+    if (rc == -2 || v < min || v > max) {
+        char text[SCENARIO_TEXT_MAX * 4 + 8];
+        return scenario_fail(ctx, n->pos, path, "%s is out of range (%llu .. %llu)",
+                             scenario_text(text, sizeof text, n), (unsigned long long)min,
+                             (unsigned long long)max);
+    }
     *out = v;
     return MOCKSRV_OK;
 }
@@ -862,7 +871,8 @@ scenario_get_size(struct scenario_ctx *ctx, const struct scenario_node *n, const
     if (v < min || v > max) {
         scenario_format_size(lo, sizeof lo, min);
         scenario_format_size(hi, sizeof hi, max);
-        return scenario_fail(ctx, n->pos, path, "%s is out of range (%s .. %s)", got, lo, hi);
+        return scenario_fail(ctx, n->pos, path, "%s is out of range (%s .. %s)",
+                             scenario_text(got, sizeof got, n), lo, hi);
     }
     *out = v;
     return MOCKSRV_OK;
@@ -883,7 +893,8 @@ scenario_get_duration(struct scenario_ctx *ctx, const struct scenario_node *n, c
     if ((uint64_t)v < min || (uint64_t)v > max) {
         scenario_format_duration(lo, sizeof lo, min);
         scenario_format_duration(hi, sizeof hi, max);
-        return scenario_fail(ctx, n->pos, path, "%s is out of range (%s .. %s)", got, lo, hi);
+        return scenario_fail(ctx, n->pos, path, "%s is out of range (%s .. %s)",
+                             scenario_text(got, sizeof got, n), lo, hi);
     }
     *out = v;
     return MOCKSRV_OK;
@@ -1180,9 +1191,12 @@ scenario_parse_version(struct scenario_ctx *ctx, const struct scenario_node *key
     int rc = scenario_get_uint(ctx, val, path, 0, UINT64_MAX, &v);
     if (rc != MOCKSRV_OK)
         return rc;
-    if (v != 1)
+    if (v != 1) {
+        char text[SCENARIO_TEXT_MAX * 4 + 8];
         return scenario_fail(ctx, val->pos, path,
-                             "unsupported version %s (this mocksrv reads version 1)", val->text);
+                             "unsupported version %s (this mocksrv reads version 1)",
+                             scenario_text(text, sizeof text, val));
+    }
     sc->version = 1;
     return MOCKSRV_OK;
 }
@@ -1227,23 +1241,24 @@ scenario_check_tls(struct scenario_ctx *ctx, const struct scenario_node *map, co
     return scenario_fail(ctx, key->pos, kpath, "needs tls.%s too", tls->cert ? "key" : "cert");
 }
 
-#define F_SECTION(k, s, fld, t)                                                                   \
+/* One table row per key: F_<kind>(key, struct, field, ...). */
+/* clang-format off */
+#define F_SECTION(k, s, fld, t) \
     {.key = k, .kind = SK_SECTION, .offset = offsetof(s, fld), .section = &t}
 #define F_LATER(k) {.key = k, .kind = SK_LATER}
 #define F_CUSTOM(k, fn) {.key = k, .kind = SK_CUSTOM, .parse = fn}
-#define F_STRING(k, s, fld, chk) {.key = k, .kind = SK_STRING, .offset = offsetof(s, fld), .check = chk}
-#define F_PATH(k, s, fld) {.key = k, .kind = SK_PATH, .offset = offsetof(s, fld), .check = SC_NONEMPTY}
+#define F_STRING(k, s, fld, chk) \
+    {.key = k, .kind = SK_STRING, .offset = offsetof(s, fld), .check = chk}
+#define F_PATH(k, s, fld) \
+    {.key = k, .kind = SK_PATH, .offset = offsetof(s, fld), .check = SC_NONEMPTY}
 #define F_BOOL(k, s, fld) {.key = k, .kind = SK_BOOL, .offset = offsetof(s, fld)}
-#define F_NUM(k, kd, s, fld, lo, hi)                                                              \
+#define F_NUM(k, kd, s, fld, lo, hi) \
     {.key = k, .kind = kd, .offset = offsetof(s, fld), .min = lo, .max = hi}
-#define F_NAMES(k, kd, s, fld, tbl, w)                                                            \
-    {.key = k,                                                                                    \
-     .kind = kd,                                                                                  \
-     .offset = offsetof(s, fld),                                                                  \
-     .names = tbl,                                                                                \
-     .n_names = MS_ARRAY_LEN(tbl),                                                                \
-     .what = w}
+#define F_NAMES(k, kd, s, fld, tbl, w) \
+    {.key = k, .kind = kd, .offset = offsetof(s, fld), .names = tbl, \
+     .n_names = MS_ARRAY_LEN(tbl), .what = w}
 #define TABLE(fields, chk) {fields, MS_ARRAY_LEN(fields), chk}
+/* clang-format on */
 
 static const struct scenario_field scenario_tls_fields[] = {
     F_PATH("cert", struct ms_tls_conf, cert),
@@ -1252,7 +1267,8 @@ static const struct scenario_field scenario_tls_fields[] = {
     F_NAMES("min_version", SK_ENUM, struct ms_tls_conf, min_version, scenario_tls_versions,
             "TLS version"),
 };
-static const struct scenario_table scenario_tls_table = TABLE(scenario_tls_fields, scenario_check_tls);
+static const struct scenario_table scenario_tls_table =
+    TABLE(scenario_tls_fields, scenario_check_tls);
 
 static const struct scenario_field scenario_smtp_fields[] = {
     /* At least 1: the session enforces the smaller of max_size and limits.message_size. */
@@ -1282,8 +1298,7 @@ static const struct scenario_field scenario_limits_fields[] = {
     F_NUM("smtp_line_length", SK_SIZE, struct ms_limits, smtp_line_length, 512, 64 * SCENARIO_KIB),
     /* RFC 2449 4: 255 octets for a command line. */
     F_NUM("pop3_line_length", SK_SIZE, struct ms_limits, pop3_line_length, 255, 64 * SCENARIO_KIB),
-    F_NUM("imap_line_length", SK_SIZE, struct ms_limits, imap_line_length, 1024,
-          16 * SCENARIO_MIB),
+    F_NUM("imap_line_length", SK_SIZE, struct ms_limits, imap_line_length, 1024, 16 * SCENARIO_MIB),
     F_NUM("message_size", SK_SIZE, struct ms_limits, message_size, 1, SCENARIO_GIB),
     F_NUM("literal_size", SK_SIZE, struct ms_limits, literal_size, 1, SCENARIO_GIB),
     F_NUM("sessions", SK_UINT, struct ms_limits, sessions, 1, 1000000),
@@ -1335,7 +1350,8 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
     if (val->kind != SCENARIO_MAP)
         return scenario_fail_type(ctx, val, path, "a mapping of listeners");
     if (val->n_kids == 0)
-        return scenario_fail(ctx, val->pos, path, "no listeners (leave the key out for the default)");
+        return scenario_fail(ctx, val->pos, path,
+                             "no listeners (leave the key out for the default)");
     if ((rc = scenario_check_dups(ctx, val, path)) != MOCKSRV_OK)
         return rc;
     ctx->seen_listeners = 1;
@@ -1450,8 +1466,7 @@ scenario_check_idents(struct scenario_ctx *ctx, const struct ms_scenario *sc,
                          "\"%s\" is already the %s of user %s at %d:%d (names and addresses "
                          "are matched case-insensitively)",
                          later.node->text, first.index == SIZE_MAX ? "name" : "address",
-                         sc->users[first.user].name, first.node->pos.line,
-                         first.node->pos.column);
+                         sc->users[first.user].name, first.node->pos.line, first.node->pos.column);
 }
 
 static int
@@ -1519,7 +1534,8 @@ static const struct scenario_field scenario_top_fields[] = {
     F_LATER("faults"),
     F_LATER("expect"),
 };
-static const struct scenario_table scenario_top_table = TABLE(scenario_top_fields, scenario_check_top);
+static const struct scenario_table scenario_top_table =
+    TABLE(scenario_top_fields, scenario_check_top);
 
 /* ---- the model ---- */
 
@@ -1531,8 +1547,8 @@ scenario_create(const char *name, const char *base_dir)
     sc->base_dir = ms_strdup(base_dir);
     sc->version = 1;
     sc->smtp.max_size = 10 * SCENARIO_MIB;
-    sc->smtp.auth = MS_AUTH_PLAIN | MS_AUTH_LOGIN | MS_AUTH_CRAM_MD5 | MS_AUTH_XOAUTH2 |
-                    MS_AUTH_OAUTHBEARER;
+    sc->smtp.auth =
+        MS_AUTH_PLAIN | MS_AUTH_LOGIN | MS_AUTH_CRAM_MD5 | MS_AUTH_XOAUTH2 | MS_AUTH_OAUTHBEARER;
     sc->smtp.require_auth = 0;
     sc->smtp.extensions = MS_EXT_DEFAULT;
     sc->smtp.deliver = 1;
@@ -1658,8 +1674,9 @@ ms_scenario_load_file(const char *path, struct ms_scenario **sc_r, struct mocksr
         }
     }
     const char *slash = strrchr(path, '/');
-    dir = !slash ? ms_strdup(".") : slash == path ? ms_strdup("/")
-                                                  : ms_strndup(path, (size_t)(slash - path));
+    dir = !slash          ? ms_strdup(".")
+          : slash == path ? ms_strdup("/")
+                          : ms_strndup(path, (size_t)(slash - path));
     rc = ms_scenario_load_string(data.data, data.len, path, dir, sc_r, err);
 
 done:

@@ -39,8 +39,8 @@ struct ms_pos {
 enum ms_proto { MS_PROTO_SMTP, MS_PROTO_LMTP, MS_PROTO_POP3, MS_PROTO_IMAP, MS_PROTO_SCRIPT };
 enum ms_tls_mode { MS_TLS_NONE, MS_TLS_STARTTLS, MS_TLS_REQUIRED, MS_TLS_IMPLICIT };
 
-const char *ms_proto_name(enum ms_proto p);         /* "smtp" ... */
-const char *ms_tls_mode_name(enum ms_tls_mode m);   /* "none" "starttls" "required" "implicit" */
+const char *ms_proto_name(enum ms_proto p);       /* "smtp" ... */
+const char *ms_tls_mode_name(enum ms_tls_mode m); /* "none" "starttls" "required" "implicit" */
 
 /* A listener of the scenario. In the scenario, the protocol defaults from a standard name
  * (ms_listener_standard) and is required for any other name; port defaults to 0, tls to none.
@@ -50,8 +50,8 @@ struct ms_listener_conf {
     char *name;
     enum ms_proto protocol;
     enum ms_tls_mode tls;
-    char *host; /* NULL: the server's default bind address */
-    int port;   /* 0 = ephemeral */
+    char *host;        /* NULL: the server's default bind address */
+    int port;          /* 0 = ephemeral */
     struct ms_pos pos; /* of the listener's name in the scenario; 0 for standard ones */
 };
 
@@ -77,16 +77,16 @@ enum {
     MS_EXT_VRFY = 1u << 7,
     MS_EXT_HELP = 1u << 8,
 };
-#define MS_EXT_DEFAULT                                                                          \
-    (MS_EXT_SIZE | MS_EXT_PIPELINING | MS_EXT_8BITMIME | MS_EXT_ENHANCEDSTATUSCODES |           \
+#define MS_EXT_DEFAULT                                                                             \
+    (MS_EXT_SIZE | MS_EXT_PIPELINING | MS_EXT_8BITMIME | MS_EXT_ENHANCEDSTATUSCODES |              \
      MS_EXT_SMTPUTF8 | MS_EXT_CHUNKING | MS_EXT_DSN | MS_EXT_VRFY | MS_EXT_HELP)
 
 struct ms_smtp_conf {
-    size_t max_size;       /* SIZE advertised and enforced; default 10 MiB; at least 1 */
-    unsigned auth;         /* MS_AUTH_* bits; default PLAIN|LOGIN|CRAM-MD5|XOAUTH2|OAUTHBEARER */
-    int require_auth;      /* MAIL refused with 530 5.7.0 before AUTH; default 0 */
-    unsigned extensions;   /* MS_EXT_* bits; default MS_EXT_DEFAULT */
-    int deliver;           /* accepted mail lands in recipients' INBOX; default 1 */
+    size_t max_size;     /* SIZE advertised and enforced; default 10 MiB; at least 1 */
+    unsigned auth;       /* MS_AUTH_* bits; default PLAIN|LOGIN|CRAM-MD5|XOAUTH2|OAUTHBEARER */
+    int require_auth;    /* MAIL refused with 530 5.7.0 before AUTH; default 0 */
+    unsigned extensions; /* MS_EXT_* bits; default MS_EXT_DEFAULT */
+    int deliver;         /* accepted mail lands in recipients' INBOX; default 1 */
 };
 
 struct ms_pop3_conf {
@@ -173,7 +173,7 @@ const struct ms_listener_conf *ms_scenario_find_listener(const struct ms_scenari
                                                          const char *name);
 
 /* Parsing of scalar values, shared with the CLI options. Return 0 or MOCKSRV_EINVAL. */
-int ms_parse_size(const char *s, size_t *out);          /* 4096, 4KiB, 4KB, 10MB, 1GiB, 10M */
-int ms_parse_duration(const char *s, int64_t *ms_out);  /* 250ms, 2s, 1m, 1h, 1.5s; bare = s */
+int ms_parse_size(const char *s, size_t *out);         /* 4096, 4KiB, 4KB, 10MB, 1GiB, 10M */
+int ms_parse_duration(const char *s, int64_t *ms_out); /* 250ms, 2s, 1m, 1h, 1.5s; bare = s */
 
 #endif

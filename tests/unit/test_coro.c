@@ -260,13 +260,33 @@ round_fn(void *arg)
     *seen = fegetround();
 }
 
+/* Divisions whose last bit depends on the rounding mode: double (SSE on x86-64, so MXCSR) and
+ * long double (the x87 unit on x86-64, so its control word). */
+static double
+third(void)
+{
+    volatile double one = 1.0, three = 3.0;
+    return one / three;
+}
+
+static long double
+third_long(void)
+{
+    volatile long double one = 1.0L, three = 3.0L;
+    return one / three;
+}
+
 START_TEST(test_fp_control_per_coroutine)
 {
     int seen = -1;
     ck_assert_int_eq(fegetround(), FE_TONEAREST);
+    double d_nearest = third();
+    long double ld_nearest = third_long();
     struct ms_coro *co = ms_coro_create(round_fn, &seen, 0);
     ms_coro_resume(co);
     ck_assert_msg(fegetround() == FE_TONEAREST, "rounding mode leaked out of the coroutine");
+    ck_assert_msg(third() == d_nearest, "double rounding mode leaked out of the coroutine");
+    ck_assert_msg(third_long() == ld_nearest, "long double rounding mode leaked out");
     ms_coro_resume(co);
     ck_assert_msg(seen == FE_UPWARD, "coroutine lost its rounding mode");
     ms_coro_destroy(&co);

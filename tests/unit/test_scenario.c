@@ -113,8 +113,8 @@ START_TEST(test_full_fixture)
     for (size_t i = 0; i < MS_ARRAY_LEN(listeners); i++) {
         const struct ms_listener_conf *l = &sc->listeners[i];
         ck_assert_str_eq(l->name, listeners[i].name);
-        ck_assert_msg(l->protocol == listeners[i].protocol, "%s.protocol: got %s, want %s",
-                      l->name, ms_proto_name(l->protocol), ms_proto_name(listeners[i].protocol));
+        ck_assert_msg(l->protocol == listeners[i].protocol, "%s.protocol: got %s, want %s", l->name,
+                      ms_proto_name(l->protocol), ms_proto_name(listeners[i].protocol));
         ck_assert_msg(l->tls == listeners[i].tls, "%s.tls: got %s, want %s", l->name,
                       ms_tls_mode_name(l->tls), ms_tls_mode_name(listeners[i].tls));
         ck_assert_msg(l->port == listeners[i].port, "%s.port: got %d, want %d", l->name, l->port,
@@ -264,6 +264,12 @@ START_TEST(test_values)
     ck_assert_uint_eq(sc->limits.sessions, 1000000);
     ms_scenario_destroy(&sc);
 
+    /* CRLF line ends and a UTF-8 byte order mark, as an editor on Windows writes them. */
+    sc = load_ok("\xef\xbb\xbfversion: 1\r\nhostname: crlf.test\r\nsmtp:\r\n  deliver: no\r\n");
+    ck_assert_str_eq(sc->hostname, "crlf.test");
+    ck_assert_int_eq(sc->smtp.deliver, 0);
+    ms_scenario_destroy(&sc);
+
     struct mocksrv_error err;
     const char *yaml = "tls: { cert: c.pem, key: /k.pem }\n";
     ck_assert_int_eq(ms_scenario_load_string(yaml, strlen(yaml), NULL, "/etc/x/", &sc, &err), 0);
@@ -317,6 +323,10 @@ static const struct {
     {"seed: -1\n", 1, 7, "seed: -1 is out of range"},
     {"seed: 18446744073709551616\n", 1, 7, "seed: 18446744073709551616 is out of range"},
     {"seed: 0x10\n", 1, 7, "seed: expected an integer"},
+    {"seed: "
+     "111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+     "1111111\n",
+     1, 7, "seed: 111111111111111111111111111111111111111111111111... is out of range"},
     {"hostname: \"a b\"\n", 1, 11, "hostname: expected a host name, got \"a b\""},
     {"hostname: [a]\n", 1, 11, "hostname: expected a host name, got a list"},
     {"hostname:\nversion: 1\n", 1, 10, "hostname: expected a host name, got nothing"},
@@ -343,7 +353,7 @@ static const struct {
     {"smtp: { max_size: 10XB }\n", 1, 19,
      "smtp.max_size: bad size \"10XB\" (use 4096, 4KiB, 10MB)"},
     {"smtp: { max_size: -1 }\n", 1, 19, "smtp.max_size: bad size \"-1\""},
-    {"smtp: { max_size: 0 }\n", 1, 19, "smtp.max_size: \"0\" is out of range (1 .. "},
+    {"smtp: { max_size: 0 }\n", 1, 19, "smtp.max_size: 0 is out of range (1 .. "},
     {"smtp: { max_size: }\n", 1, 19, "smtp.max_size: expected a size"},
     {"smtp:\n  extensions: [SIZE, STARTTLS]\n", 2, 22,
      "smtp.extensions[1]: unknown extension \"STARTTLS\" (one of SIZE, PIPELINING"},
@@ -361,19 +371,19 @@ static const struct {
      "imap.capabilites: unknown key (did you mean \"capabilities\"?)"},
     /* limits */
     {"limits: { smtp_line_length: 100 }\n", 1, 29,
-     "limits.smtp_line_length: \"100\" is out of range (512 .. 64KiB)"},
+     "limits.smtp_line_length: 100 is out of range (512 .. 64KiB)"},
     {"limits: { smtp_line_length: 65537 }\n", 1, 29,
-     "limits.smtp_line_length: \"65537\" is out of range (512 .. 64KiB)"},
-    {"limits: { pop3_line_length: 254 }\n", 1, 29, "limits.pop3_line_length: \"254\" is out"},
-    {"limits: { imap_line_length: 32MiB }\n", 1, 29, "limits.imap_line_length: \"32MiB\" is out"},
+     "limits.smtp_line_length: 65537 is out of range (512 .. 64KiB)"},
+    {"limits: { pop3_line_length: 254 }\n", 1, 29, "limits.pop3_line_length: 254 is out"},
+    {"limits: { imap_line_length: 32MiB }\n", 1, 29, "limits.imap_line_length: 32MiB is out"},
     {"limits: { message_size: 2GiB }\n", 1, 25,
-     "limits.message_size: \"2GiB\" is out of range (1 .. 1GiB)"},
-    {"limits: { literal_size: 0 }\n", 1, 25, "limits.literal_size: \"0\" is out of range"},
+     "limits.message_size: 2GiB is out of range (1 .. 1GiB)"},
+    {"limits: { literal_size: 0 }\n", 1, 25, "limits.literal_size: 0 is out of range"},
     {"limits: { idle_timeout: 5x }\n", 1, 25,
      "limits.idle_timeout: bad duration \"5x\" (use 250ms, 2s, 1.5s, 1m, 1h)"},
     {"limits: { idle_timeout: 0s }\n", 1, 25,
-     "limits.idle_timeout: \"0s\" is out of range (1ms .. 7d)"},
-    {"limits: { idle_timeout: 8d }\n", 1, 25, "limits.idle_timeout: \"8d\" is out of range"},
+     "limits.idle_timeout: 0s is out of range (1ms .. 7d)"},
+    {"limits: { idle_timeout: 8d }\n", 1, 25, "limits.idle_timeout: 8d is out of range"},
     {"limits: { sessions: 0 }\n", 1, 21, "limits.sessions: 0 is out of range (1 .. 1000000)"},
     {"limits: { sessions: 1.5 }\n", 1, 21, "limits.sessions: expected an integer, got \"1.5\""},
     {"limits: { bad_commands: -3 }\n", 1, 25, "limits.bad_commands: -3 is out of range"},
@@ -420,7 +430,8 @@ static const struct {
     {"users:\n  bob: { addresses: [bob@x] }\n", 2, 3, "users.bob: missing password"},
     {"users:\n  bob:\n", 2, 3, "users.bob: missing password"},
     {"users:\n  bob: secret\n", 2, 8, "users.bob: expected a mapping, got \"secret\""},
-    {"users:\n  bob: { password: ~ }\n", 2, 20, "users.bob.password: expected a string, got nothing"},
+    {"users:\n  bob: { password: ~ }\n", 2, 20,
+     "users.bob.password: expected a string, got nothing"},
     {"users:\n  bob: { password: \"a\\0b\" }\n", 2, 20,
      "users.bob.password: expected a string, got \"a\\x00b\""},
     {"users:\n  bob: { password: x, addresses: [bob] }\n", 2, 35,
@@ -465,8 +476,8 @@ START_TEST(test_error)
     ck_assert_int_eq(err.code, MOCKSRV_ESCENARIO);
     ck_assert_str_eq(err.file, "x.yaml");
     char want[1200];
-    snprintf(want, sizeof want, "x.yaml:%d:%d: %s", error_cases[_i].line,
-             error_cases[_i].column, error_cases[_i].message);
+    snprintf(want, sizeof want, "x.yaml:%d:%d: %s", error_cases[_i].line, error_cases[_i].column,
+             error_cases[_i].message);
     ck_assert_msg(err.line == error_cases[_i].line && err.column == error_cases[_i].column &&
                       strncmp(err.message, want, strlen(want)) == 0,
                   "case %d:\n got  %d:%d %s\n want %s...", _i, err.line, err.column, err.message,
@@ -499,8 +510,7 @@ START_TEST(test_error_exact)
          "YAML syntax error: did not find expected ',' or '}' (while parsing a flow mapping at "
          "3:7)"},
         {"faults.yaml", 3, 1, "faults: not supported yet by this version"},
-        {"range.yaml", 4, 21,
-         "limits.smtp_line_length: \"100\" is out of range (512 .. 64KiB)"},
+        {"range.yaml", 4, 21, "limits.smtp_line_length: 100 is out of range (512 .. 64KiB)"},
     };
     for (size_t i = 0; i < MS_ARRAY_LEN(files); i++) {
         char path[1024], want[2048];
@@ -811,8 +821,7 @@ check_robust(const char *yaml, size_t len, const char *what, size_t n)
         ck_assert_ptr_null(sc);
         ck_assert_msg(strncmp(err.message, "fuzz.yaml:", 10) == 0 && err.line >= 1 &&
                           err.column >= 1,
-                      "%s %zu: bad error %d:%d \"%s\"", what, n, err.line, err.column,
-                      err.message);
+                      "%s %zu: bad error %d:%d \"%s\"", what, n, err.line, err.column, err.message);
     }
 }
 
