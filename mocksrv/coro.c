@@ -54,8 +54,8 @@ struct ms_coro {
     struct ms_coro *caller;   /* the coroutine that resumed it; NULL = the thread's stack */
     enum coro_state state;
 #if CORO_ASAN
-    void *asan_fake_stack;           /* ASan's fake stack of this coroutine, while suspended */
-    const void *asan_caller_bottom;  /* bounds of the caller's stack, while running */
+    void *asan_fake_stack;          /* ASan's fake stack of this coroutine, while suspended */
+    const void *asan_caller_bottom; /* bounds of the caller's stack, while running */
     size_t asan_caller_size;
 #endif
 

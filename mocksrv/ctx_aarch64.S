@@ -34,7 +34,8 @@
  *
  * A fresh context (ms_ctx_init) is the same frame built by hand at the top of the new stack,
  * all zero except x19 = entry, x20 = arg, x30 = ms_ctx_trampoline and FPCR (copied from the
- * creator); x29 = 0 ends frame-pointer walks. The frame sits 16 bytes below the (16-byte aligned) top of the stack.
+ * creator); x29 = 0 ends frame-pointer walks. The frame sits 16 bytes below the 16-byte
+ * aligned top of the stack.
  */
 
 #if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT

@@ -40,6 +40,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #define LOOP_EVENTS 128
@@ -65,58 +66,60 @@ struct loop_task {
     ms_coro_fn *fn;
     void *arg;
     enum task_state state;
-    int result;                  /* what the blocking call returns once woken */
-    struct loop_task *next_ready; /* ready queue */
+    int result;                    /* what the blocking call returns once woken */
+    struct loop_task *next_ready;  /* ready queue */
     struct loop_task *prev, *next; /* all live tasks */
 
     /* while BLOCKED */
-    struct ms_io *wait_io;        /* io waited on, or NULL */
-    uint32_t wait_events;         /* IO_READ and/or IO_WRITE */
+    struct ms_io *wait_io;               /* io waited on, or NULL */
+    uint32_t wait_events;                /* IO_READ and/or IO_WRITE */
     struct loop_task *io_prev, *io_next; /* other waiters on wait_io */
-    uint64_t timer_id;            /* deadline timer, 0 = none */
+    uint64_t timer_id;                   /* deadline timer, 0 = none */
 };
 
 struct ms_io {
     struct ms_loop *loop;
     int fd;
     int closed;
-    uint32_t pending;            /* readiness no waiter took yet (IO_READ / IO_WRITE) */
-    ms_loop_cb *cb;              /* plain watcher (ms_loop_watch); NULL for coroutine I/O */
+    uint32_t pending; /* readiness no waiter took yet (IO_READ / IO_WRITE) */
+    ms_loop_cb *cb;   /* plain watcher (ms_loop_watch); NULL for coroutine I/O */
     void *cb_arg;
-    struct loop_task *waiters;   /* coroutines blocked on this io */
-    struct ms_io *prev, *next;   /* all open ios; after close, next links the dead list */
+    struct loop_task *waiters; /* coroutines blocked on this io */
+    struct ms_io *prev, *next; /* all open ios; after close, next links the dead list */
 };
 
 struct loop_timer {
     int64_t deadline;
-    uint64_t seq;                /* insertion order, the tie-break for equal deadlines */
+    uint64_t seq; /* insertion order, the tie-break for equal deadlines */
     ms_loop_cb *cb;
     void *arg;
-    uint32_t gen;                /* bumped each time the slot is freed; part of the id */
-    uint32_t heap_pos;           /* index in loop->heap, or TIMER_NONE when the slot is free */
-    uint32_t next_free;          /* free-slot list */
+    uint32_t gen;       /* bumped each time the slot is freed; part of the id */
+    uint32_t heap_pos;  /* index in loop->heap, or TIMER_NONE when the slot is free */
+    uint32_t next_free; /* free-slot list */
 };
 
 struct ms_loop {
     int epfd;
+    int tfd;                     /* timerfd in epfd, armed at the next due work (embedding) */
+    int64_t tfd_armed;           /* absolute ms it is armed for; 0 = disarmed */
     int stop;
-    int stepping;                /* inside ms_loop_step (no re-entry) */
-    int dispatching;             /* inside the event batch: closed ios go to the dead list */
+    int stepping;    /* inside ms_loop_step (no re-entry) */
+    int dispatching; /* inside the event batch: closed ios go to the dead list */
 
     /* coroutines */
-    struct loop_task *tasks;     /* all live tasks */
+    struct loop_task *tasks; /* all live tasks */
     size_t ntasks;
     struct loop_task *ready_head, *ready_tail;
 
     /* fds */
-    struct ms_io *ios;           /* all open ios */
-    struct ms_io *dead;          /* closed during the current batch, freed after it */
+    struct ms_io *ios;  /* all open ios */
+    struct ms_io *dead; /* closed during the current batch, freed after it */
 
     /* timers: slots (stable, addressed by id) and a heap of slot indices */
     struct loop_timer *timers;
     size_t timers_cap;
-    uint32_t timers_used;        /* slots ever handed out (a prefix of timers) */
-    uint32_t free_timer;         /* head of the free-slot list, TIMER_NONE if empty */
+    uint32_t timers_used; /* slots ever handed out (a prefix of timers) */
+    uint32_t free_timer;  /* head of the free-slot list, TIMER_NONE if empty */
     uint32_t *heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
@@ -164,8 +167,8 @@ timer_heap_down(struct ms_loop *loop, size_t pos)
         size_t child = 2 * pos + 1;
         if (child >= loop->heap_len)
             break;
-        if (child + 1 < loop->heap_len && timer_before(loop, loop->heap[child + 1],
-                                                       loop->heap[child]))
+        if (child + 1 < loop->heap_len &&
+            timer_before(loop, loop->heap[child + 1], loop->heap[child]))
             child++;
         if (!timer_before(loop, loop->heap[child], slot))
             break;
@@ -413,6 +416,13 @@ ms_loop_create(void)
         return NULL;
     struct ms_loop *loop = ms_calloc(1, sizeof *loop);
     loop->epfd = epfd;
+    /* A timerfd inside the epoll set makes the epoll fd readable when a timer is due or a
+     * coroutine is ready, so a host polling ms_loop_fd needs no timeout of its own. */
+    loop->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (loop->tfd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &loop->tfd};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, loop->tfd, &ev);
+    }
     loop->free_timer = TIMER_NONE;
     loop->timer_seq = 1;
     return loop;
@@ -446,6 +456,8 @@ ms_loop_destroy(struct ms_loop **loopp)
     }
     free(loop->timers);
     free(loop->heap);
+    if (loop->tfd >= 0)
+        close(loop->tfd);
     close(loop->epfd);
     free(loop);
     *loopp = NULL;
@@ -493,6 +505,27 @@ io_dispatch(struct ms_io *io, uint32_t events)
     io->pending |= ready & ~taken;
 }
 
+/* Arms the timerfd for the earliest due work: now when a coroutine is ready, else the nearest
+ * timer; disarms it when there is none. One syscall only when that moment changes. */
+static void
+loop_arm_tfd(struct ms_loop *loop)
+{
+    if (loop->tfd < 0)
+        return;
+    int64_t due = 0;
+    if (loop->ready_head)
+        due = 1; /* an absolute time in the past: fires at once */
+    else if (loop->heap_len)
+        due = loop->timers[loop->heap[0]].deadline;
+    if (due == loop->tfd_armed)
+        return;
+    struct itimerspec its = {0};
+    its.it_value.tv_sec = due / 1000;
+    its.it_value.tv_nsec = (due % 1000) * 1000000L;
+    timerfd_settime(loop->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    loop->tfd_armed = due;
+}
+
 static void
 loop_free_dead(struct ms_loop *loop)
 {
@@ -524,6 +557,13 @@ ms_loop_step(struct ms_loop *loop, int timeout_ms)
 
     loop->dispatching = 1;
     for (int i = 0; i < nev; i++) {
+        if (loop->events[i].data.ptr == &loop->tfd) {
+            uint64_t expirations;
+            while (read(loop->tfd, &expirations, sizeof expirations) > 0) {
+            }
+            loop->tfd_armed = 0;
+            continue;
+        }
         struct ms_io *io = loop->events[i].data.ptr;
         if (io->closed)
             continue;
@@ -535,6 +575,7 @@ ms_loop_step(struct ms_loop *loop, int timeout_ms)
 
     n += loop_fire_timers(loop);
     n += loop_run_ready(loop);
+    loop_arm_tfd(loop);
     loop->stepping = 0;
     return n;
 }

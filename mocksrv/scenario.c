@@ -1355,6 +1355,7 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
     if ((rc = scenario_check_dups(ctx, val, path)) != MOCKSRV_OK)
         return rc;
     ctx->seen_listeners = 1;
+    sc->listeners = ms_calloc(val->n_kids / 2, sizeof *sc->listeners);
     for (size_t i = 0; i + 1 < val->n_kids; i += 2) {
         const struct scenario_node *name = val->kids[i];
         struct scenario_listener raw = {.protocol = -1, .tls = MS_TLS_NONE, .port = 0};
@@ -1386,7 +1387,6 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
             free(raw.host);
             return rc;
         }
-        sc->listeners = ms_realloc(sc->listeners, (sc->n_listeners + 1) * sizeof *sc->listeners);
         struct ms_listener_conf *l = &sc->listeners[sc->n_listeners++];
         l->name = ms_strndup(name->text, name->len);
         l->protocol = (enum ms_proto)raw.protocol;

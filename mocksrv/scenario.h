@@ -14,8 +14,10 @@
  *   size      digits, optional blanks, optional unit, any case: B; K M G T and KiB MiB GiB TiB
  *             are powers of 1024; KB MB GB TB are powers of 1000. Whole numbers only.
  *   duration  a bare number of seconds ("1.5"), or one or more number+unit parts ("1h30m"),
- *             units ms s m h d, fractions allowed down to a whole millisecond ("1.5s").
+ *             units ms s m h d (any case, blanks allowed before a unit), fractions allowed
+ *             down to a whole millisecond ("1.5s").
  *   string    any scalar but a plain null (nothing, ~, null); never with a NUL byte.
+ *   section   a mapping; a section key with nothing after it ("smtp:") is an empty one.
  * Not accepted: aliases (*x), several documents in one file, nesting deeper than 64 levels,
  * and the keys of later stages (faults, expect, users.*.mailboxes, listeners.*.script), which
  * are errors saying "not supported yet by this version".

@@ -117,15 +117,31 @@ START_TEST(test_values_survive)
 
     struct values_state st = {.rounds = rounds};
     st.self = ms_coro_create(values_fn, &st, 0);
-    /* The caller's own locals must survive as well. */
+    /* The caller's own values must survive as well, in registers (both sides keep several
+     * floating-point and integer values live across the switch) and in memory. */
+    double u = 3.0, v = -0.75, w = 0.125;
+    double u_want = u, v_want = v, w_want = w;
+    uint64_t k = 77, k_want = 77;
+    for (int i = 0; i < rounds + 1; i++) {
+        u_want = u_want * 0.5 + w_want;
+        v_want = v_want - u_want * 0.25;
+        w_want = w_want * 1.0002 + 1.0;
+        k_want = k_want * 6364136223846793005ULL + 1;
+    }
     volatile uint64_t mine = 0xdeadbeefcafef00dULL;
     int resumes = 0;
     while (!ms_coro_finished(st.self)) {
         ms_coro_resume(st.self);
         resumes++;
+        u = u * 0.5 + w;
+        v = v - u * 0.25;
+        w = w * 1.0002 + 1.0;
+        k = k * 6364136223846793005ULL + 1;
     }
     ck_assert_int_eq(resumes, rounds + 1);
     ck_assert_uint_eq(mine, 0xdeadbeefcafef00dULL);
+    ck_assert_msg(u == u_want && v == v_want && w == w_want && k == k_want,
+                  "caller's values changed across switches");
     ck_assert_msg(st.sum == a + b + c + d + e + f + g + h, "integer sum: got %llu, want %llu",
                   (unsigned long long)st.sum, (unsigned long long)(a + b + c + d + e + f + g + h));
     ck_assert_msg(st.fsum == x + y + z, "float sum: got %.17g, want %.17g", st.fsum, x + y + z);

@@ -14,6 +14,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -110,8 +111,7 @@ START_TEST(test_sleep)
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(s[i].rc, MOCKSRV_OK);
         ck_assert_msg(s[i].elapsed >= s[i].asked && s[i].elapsed < s[i].asked + SLACK_MS,
-                      "sleep(%lld): got %lld ms", (long long)s[i].asked,
-                      (long long)s[i].elapsed);
+                      "sleep(%lld): got %lld ms", (long long)s[i].asked, (long long)s[i].elapsed);
     }
     ms_loop_destroy(&loop);
 }
@@ -369,8 +369,8 @@ START_TEST(test_timers_order_and_cancel)
     struct fired f = {.n = 0};
     int64_t base = ms_now();
     /* tag: deadline offset; ties (two at 20, two at 40) must fire in insertion order */
-    struct timer_arg args[] = {{&f, 40}, {&f, 20}, {&f, 30}, {&f, 21}, {&f, 10}, {&f, 41},
-                               {&f, 35}};
+    struct timer_arg args[] = {{&f, 40}, {&f, 20}, {&f, 30}, {&f, 21},
+                               {&f, 10}, {&f, 41}, {&f, 35}};
     int64_t offs[] = {40, 20, 30, 20, 10, 40, 35};
     uint64_t ids[7];
     for (int i = 0; i < 7; i++) {
@@ -390,8 +390,7 @@ START_TEST(test_timers_order_and_cancel)
     int want[] = {10, 20, 21, 30, 40, 41};
     ck_assert_int_eq(f.n, 6);
     for (int i = 0; i < 6; i++)
-        ck_assert_msg(f.order[i] == want[i], "timer %d: got %d, want %d", i, f.order[i],
-                      want[i]);
+        ck_assert_msg(f.order[i] == want[i], "timer %d: got %d, want %d", i, f.order[i], want[i]);
     ms_loop_timer_cancel(loop, ids[0]); /* already fired: no effect */
     ck_assert_int_eq(ms_loop_timeout(loop), -1);
 
@@ -441,8 +440,8 @@ START_TEST(test_timer_heap_many)
     static unsigned char cancelled[N];
     static uint64_t ids[N];
     static struct heap_arg args[N];
-    struct heap_check hc = {.last_deadline = INT64_MIN, .deadlines = deadlines,
-                            .cancelled = cancelled};
+    struct heap_check hc = {
+        .last_deadline = INT64_MIN, .deadlines = deadlines, .cancelled = cancelled};
     /* Deadlines in the past (all due at once), spread by a fixed-seed LCG. */
     int64_t base = ms_now() - 100000;
     uint32_t seed = 12345;
@@ -521,6 +520,29 @@ START_TEST(test_step_blocks_until_timeout_or_timer)
     ck_assert_msg(steps <= 2, "%d steps for one timer: spinning", steps);
     ck_assert_msg(waited >= 49 && waited < 50 + SLACK_MS, "timer at 50 ms: %lld ms",
                   (long long)waited);
+    ms_loop_destroy(&loop);
+}
+END_TEST
+
+START_TEST(test_fd_readable_when_timer_due)
+{
+    /* An embedding host polls ms_loop_fd with no timeout of its own: the fd must become
+     * readable when a timer is due, and the step then fires it. */
+    struct ms_loop *loop = ms_loop_create();
+    struct fired f = {.n = 0};
+    struct timer_arg ta = {&f, 1};
+    ms_loop_step(loop, 0);
+    ms_loop_timer_add(loop, ms_deadline_in(40), record_cb, &ta);
+    ms_loop_step(loop, 0);
+    int64_t t0 = ms_now();
+    struct pollfd p = {.fd = ms_loop_fd(loop), .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    int64_t waited = ms_now() - t0;
+    ck_assert_msg(waited >= 35, "fd readable after %lld ms, timer at 40", (long long)waited);
+    ms_loop_step(loop, 0);
+    ck_assert_int_eq(f.n, 1);
+    /* nothing due any more: the fd is quiet */
+    ck_assert_int_eq(poll(&p, 1, 50), 0);
     ms_loop_destroy(&loop);
 }
 END_TEST
@@ -766,6 +788,7 @@ loop_suite(void)
     tcase_add_test(tc, test_timer_heap_many);
     tcase_add_test(tc, test_timer_rearm_no_starvation);
     tcase_add_test(tc, test_step_blocks_until_timeout_or_timer);
+    tcase_add_test(tc, test_fd_readable_when_timer_due);
     suite_add_tcase(s, tc);
     return s;
 }

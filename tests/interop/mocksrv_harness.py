@@ -1,0 +1,433 @@
+"""mocksrv_harness.py - spawn a mocksrv process for the interop tests (stdlib only).
+
+What it does: runs `mocksrv --ephemeral [SCENARIO] --spool DIR --events FILE [ARGS]` in a private
+temporary directory, waits for the JSON ready line with a deadline, and gives the tests the
+ports, the spooled messages (NNNNNN.eml bytes and NNNNNN.json envelopes) and the events (JSON
+lines, each one checked to parse). It stops the server with SIGTERM to the PID it started and
+waits with a timeout; SIGKILL to that same PID is the last resort and counts as a failure.
+
+What it deliberately is not: a client library. Tests use real clients (smtplib, curl, swaks) or
+the tiny RawSmtp below, which reads whole replies with a deadline and never assumes that one
+recv() is one reply.
+
+Invariants: every wait is bounded in time; nothing sleeps to synchronise (waits poll a condition
+with a deadline); only 127.0.0.1 is used; only the process this module started is signalled.
+
+Environment: MOCKSRV_BIN (the binary; default: ../../build/mocksrv from this file),
+MOCKSRV_FIXTURES (default: ../../fixtures), MOCKSRV_KEEP=1 keeps the temporary directories.
+"""
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+IO_TIMEOUT = 5.0
+
+
+def binary():
+    return os.environ.get("MOCKSRV_BIN") or os.path.join(ROOT, "build", "mocksrv")
+
+
+def fixtures():
+    return os.environ.get("MOCKSRV_FIXTURES") or os.path.join(ROOT, "fixtures")
+
+
+def scenario(name):
+    """Path of fixtures/scenarios/NAME."""
+    return os.path.join(fixtures(), "scenarios", name)
+
+
+def mail(name):
+    """Bytes of fixtures/mail/NAME."""
+    with open(os.path.join(fixtures(), "mail", name), "rb") as f:
+        return f.read()
+
+
+def crlf(data):
+    """LF-only (or mixed) bytes to CRLF line ends."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def wait_for(predicate, timeout=IO_TIMEOUT, interval=0.01, what="condition"):
+    """Polls predicate() until it returns a true value, which is returned; fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class MocksrvError(AssertionError):
+    pass
+
+
+class Mocksrv:
+    """One mocksrv process. Use as a context manager:
+
+        with Mocksrv(scenario("interop.yaml")) as srv:
+            s = smtplib.SMTP(srv.host, srv.port("smtp"))
+            ...
+        # srv.returncode holds the exit status after the with block.
+    """
+
+    def __init__(self, scenario_path=None, args=(), ephemeral=True, spool=True, events=True,
+                 ready_file=None, cmd=None, verbose=False, env=None,
+                 ready_timeout=READY_TIMEOUT):
+        self.scenario_path = scenario_path
+        self.args = list(args)
+        self.ephemeral = ephemeral
+        self.want_spool = spool
+        self.want_events = events
+        self.ready_file = ready_file
+        self.cmd = cmd
+        self.verbose = verbose
+        self.env = env
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.tmpdir = None
+        self.ready = None
+        self.returncode = None
+        self.killed = False
+        self.stdout_rest = b""  # stdout bytes read after the ready line
+
+    # ---- lifecycle ----
+
+    def argv(self):
+        argv = [binary()]
+        if self.ephemeral:
+            argv.append("--ephemeral")
+        if self.scenario_path:
+            argv.append(self.scenario_path)
+        if self.want_spool:
+            argv += ["--spool", self.spool_dir]
+        if self.want_events:
+            argv += ["--events", self.events_path]
+        if self.ready_file:
+            argv += ["--ready-file", self.ready_file]
+        if self.verbose:
+            argv.append("-v")
+        argv += self.args
+        if self.cmd:
+            argv += ["--"] + list(self.cmd)
+        return argv
+
+    def start(self):
+        self.tmpdir = tempfile.mkdtemp(prefix="mocksrv-it-")
+        self.spool_dir = os.path.join(self.tmpdir, "spool")
+        self.events_path = os.path.join(self.tmpdir, "events.jsonl")
+        self.stderr_path = os.path.join(self.tmpdir, "stderr.txt")
+        if self.ready_file is True:
+            self.ready_file = os.path.join(self.tmpdir, "ready.json")
+        env = dict(os.environ)
+        env.setdefault("NO_COLOR", "1")
+        if self.env:
+            env.update(self.env)
+        self._stderr = open(self.stderr_path, "wb")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        try:
+            if self.ready_file:
+                self.ready = self._wait_ready_file()
+            else:
+                line = self._read_ready_line()
+                self.ready = json.loads(line.decode("utf-8"))
+        except Exception:
+            self.stop()
+            self.cleanup()
+            raise
+        if self.ready.get("event") != "ready":
+            raise MocksrvError("ready line without event=ready: %r" % self.ready)
+        return self
+
+    def _fail_start(self, why):
+        code = self.proc.poll()
+        raise MocksrvError("mocksrv did not get ready (%s; exit status %s); argv %s; stderr:\n%s"
+                           % (why, code, self.argv(), self.stderr_text()))
+
+    def _read_ready_line(self):
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.ready_timeout
+        buf = b""
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail_start("no ready line within %.0fs" % self.ready_timeout)
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self._fail_start("stdout closed before the ready line")
+            buf += chunk
+        line, _, rest = buf.partition(b"\n")
+        self.stdout_rest = rest
+        return line
+
+    def _wait_ready_file(self):
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if os.path.exists(self.ready_file):
+                with open(self.ready_file, "rb") as f:
+                    data = f.read()
+                if data.endswith(b"\n"):
+                    return json.loads(data.decode("utf-8"))
+            if self.proc.poll() is not None:
+                self._fail_start("exited before writing the ready file")
+            if time.monotonic() >= deadline:
+                self._fail_start("no ready file within %.0fs" % self.ready_timeout)
+            time.sleep(0.01)
+
+    def signal(self, sig):
+        """Sends sig to the process we started (never by name)."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout=STOP_TIMEOUT):
+        """Waits for the process to exit by itself; returns its status (fails at the deadline)."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise MocksrvError("mocksrv did not exit within %.1fs; stderr:\n%s"
+                               % (timeout, self.stderr_text()))
+        self._drain_stdout()
+        return self.returncode
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, then wait; returns the exit status. SIGKILL only past the timeout."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.returncode = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        else:
+            self.returncode = self.proc.returncode
+        self._drain_stdout()
+        return self.returncode
+
+    def _kill(self):
+        self.killed = True
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.returncode = self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def _drain_stdout(self):
+        if self.proc.stdout and not self.proc.stdout.closed:
+            fd = self.proc.stdout.fileno()
+            while True:
+                r, _, _ = select.select([fd], [], [], 0)
+                if not r:
+                    break
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self.stdout_rest += chunk
+            self.proc.stdout.close()
+
+    def cleanup(self):
+        if not self._stderr.closed:
+            self._stderr.close()
+        if self.tmpdir and not os.environ.get("MOCKSRV_KEEP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            self.cleanup()
+        if self.killed and exc[0] is None:
+            raise MocksrvError("mocksrv ignored SIGTERM and was killed; stderr:\n%s"
+                               % self.stderr_text())
+        return False
+
+    # ---- what the ready line says ----
+
+    host = "127.0.0.1"
+
+    def listener(self, name="smtp"):
+        for l in self.ready["listeners"]:
+            if l["name"] == name:
+                return l
+        raise MocksrvError("no listener %r in the ready line: %r" % (name, self.ready))
+
+    def port(self, name="smtp"):
+        return self.listener(name)["port"]
+
+    # ---- outputs ----
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def spool_ids(self):
+        """Ids of the complete spooled messages (both files present), ascending."""
+        try:
+            names = os.listdir(self.spool_dir)
+        except FileNotFoundError:
+            return []
+        ids = sorted(int(n[:-5]) for n in names if re.fullmatch(r"\d{6}\.json", n))
+        return [i for i in ids if "%06d.eml" % i in names]
+
+    def message(self, msg_id):
+        """(eml bytes, envelope dict) of spooled message msg_id (1-based)."""
+        base = os.path.join(self.spool_dir, "%06d" % msg_id)
+        with open(base + ".eml", "rb") as f:
+            data = f.read()
+        with open(base + ".json", "rb") as f:
+            envelope = json.loads(f.read().decode("utf-8"))
+        return data, envelope
+
+    def wait_messages(self, count, timeout=IO_TIMEOUT):
+        wait_for(lambda: len(self.spool_ids()) >= count, timeout,
+                 what="%d spooled message(s)" % count)
+        return [self.message(i) for i in self.spool_ids()]
+
+    def events(self):
+        """Every complete line of the events file, each checked to be one JSON object."""
+        try:
+            with open(self.events_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        return parse_event_lines(data)
+
+    def wait_event(self, predicate, timeout=IO_TIMEOUT, what="an event"):
+        def find():
+            for ev in self.events():
+                if predicate(ev):
+                    return ev
+            return None
+        return wait_for(find, timeout, what=what)
+
+
+def parse_event_lines(data):
+    """Parses JSON lines; a trailing line without LF (being written) is left out. Fails on any
+    line that is not valid UTF-8 JSON object text."""
+    lines = data.split(b"\n")
+    out = []
+    for raw in lines[:-1]:
+        try:
+            ev = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise AssertionError("event line is not valid JSON (%s): %r" % (e, raw))
+        if not isinstance(ev, dict) or "event" not in ev:
+            raise AssertionError("event line is not an object with \"event\": %r" % raw)
+        out.append(ev)
+    return out
+
+
+class RawSmtp:
+    """A raw SMTP/LMTP client over a socket: send bytes, read whole replies with a deadline."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT, read_greeting=True):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.greeting = self.reply() if read_greeting else None
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("timed out waiting for a reply; have %r" % self.buf)
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            raise AssertionError("timed out waiting for a reply; have %r" % self.buf)
+        if not chunk:
+            raise ConnectionError("connection closed by the server; have %r" % self.buf)
+        self.buf += chunk
+        return chunk
+
+    def line(self, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line.decode("utf-8", "replace")
+
+    def reply(self, timeout=None):
+        """One whole reply (all its lines) as text joined with \\n, e.g. '250-a\\n250 b'."""
+        lines = []
+        while True:
+            line = self.line(timeout)
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    def cmd(self, text, timeout=None):
+        """Sends one command line (CRLF added) and returns its reply."""
+        self.send(text + "\r\n")
+        return self.reply(timeout)
+
+    def recv_batch(self, timeout=None):
+        """The bytes of the next recv() (plus anything buffered), for checks on batching."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        if not self.buf:
+            self._fill(deadline)
+        data, self.buf = self.buf, b""
+        return data
+
+    def wait_closed(self, timeout=None):
+        """Reads until EOF; returns what came before it. Fails if the server keeps it open."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        rest = self.buf
+        self.buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("the server did not close the connection; got %r" % rest)
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return rest
+            if not chunk:
+                return rest
+            rest += chunk
+
+
+def code(reply):
+    """The 3-digit code of the last line of a reply."""
+    return int(reply.split("\n")[-1][:3])
