@@ -46,7 +46,10 @@ mocksrv_free(struct mocksrv *m)
     ms_server_unbind(srv);
     if (srv->loop)
         ms_loop_destroy(&srv->loop);
-    ms_scenario_destroy(&srv->sc);
+    ms_server_free_model(srv);
+    free(srv->scenario_path);
+    free(srv->scenario_text);
+    free(srv->scenario_name);
     for (size_t i = 0; i < srv->n_msgs; i++)
         ms_msg_free(srv->msgs[i]);
     free(srv->msgs);
@@ -90,6 +93,10 @@ mocksrv_load_file(struct mocksrv *m, const char *path, struct mocksrv_error *err
         return rc;
     struct ms_scenario *sc = NULL;
     rc = ms_scenario_load_file(path, &sc, err);
+    if (rc == MOCKSRV_OK) {
+        free(m->srv.scenario_path);
+        m->srv.scenario_path = ms_strdup(path);
+    }
     return api_set_scenario(m, rc, sc);
 }
 
@@ -102,6 +109,15 @@ mocksrv_load_string(struct mocksrv *m, const char *yaml, size_t len, const char 
         return rc;
     struct ms_scenario *sc = NULL;
     rc = ms_scenario_load_string(yaml, len, name ? name : "<string>", ".", &sc, err);
+    if (rc == MOCKSRV_OK) {
+        free(m->srv.scenario_path);
+        free(m->srv.scenario_text);
+        free(m->srv.scenario_name);
+        m->srv.scenario_path = NULL;
+        m->srv.scenario_text = ms_strndup(yaml, len);
+        m->srv.scenario_len = len;
+        m->srv.scenario_name = ms_strdup(name ? name : "<string>");
+    }
     return api_set_scenario(m, rc, sc);
 }
 
@@ -223,6 +239,21 @@ mocksrv_step(struct mocksrv *m, int timeout_ms)
     if (rc < 0)
         return rc;
     return srv->stopped ? 1 : 0;
+}
+
+int
+mocksrv_reload(struct mocksrv *m, struct mocksrv_error *err)
+{
+    struct ms_server *srv = &m->srv;
+    if (!srv->bound)
+        return ms_error_set(err, MOCKSRV_ESTATE, "the server is not bound");
+    if (!srv->thread_running)
+        return ms_server_reload(srv, err);
+    srv->reload_requested = 1;
+    uint64_t one = 1;
+    ssize_t n = write(srv->request_fd, &one, sizeof one);
+    (void)n;
+    return MOCKSRV_OK;
 }
 
 void
@@ -389,7 +420,7 @@ mocksrv_message_get(struct mocksrv *m, size_t index)
     const char *strings[] = {src->listener, src->helo,     src->mail_from,
                              src->mail_params, src->auth_user, src->spool_path};
     size_t total = sizeof(struct mocksrv_message) + 2 * src->rcpt_count * sizeof(char *) +
-                   src->size + 1;
+                   src->blob->len + 1;
     for (size_t i = 0; i < MS_ARRAY_LEN(strings); i++)
         total += strings[i] ? strlen(strings[i]) + 1 : 0;
     for (size_t i = 0; i < src->rcpt_count; i++)
@@ -415,8 +446,8 @@ mocksrv_message_get(struct mocksrv *m, size_t index)
                                   : NULL;
     d->tls = src->tls;
     d->received_ms = src->received_ms;
-    d->data = api_dup_into(&arena, src->data, src->size);
-    d->size = src->size;
+    d->data = api_dup_into(&arena, src->blob->data, src->blob->len);
+    d->size = src->blob->len;
     d->spool_path =
         src->spool_path ? api_dup_into(&arena, src->spool_path, strlen(src->spool_path)) : NULL;
     pthread_mutex_unlock(&srv->lock);

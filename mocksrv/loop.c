@@ -127,6 +127,8 @@ struct ms_loop {
     struct epoll_event events[LOOP_EVENTS];
 };
 
+static void loop_arm_tfd(struct ms_loop *loop);
+
 /* ---- timer heap ---- */
 
 static int
@@ -233,6 +235,8 @@ ms_loop_timer_add(struct ms_loop *loop, int64_t deadline, ms_loop_cb *cb, void *
     loop->heap_len++;
     timer_heap_set(loop, loop->heap_len - 1, slot);
     timer_heap_up(loop, loop->heap_len - 1);
+    if (!loop->stepping)
+        loop_arm_tfd(loop); /* outside a step nobody else would re-arm it */
     return ((uint64_t)t->gen << 32) | ((uint64_t)slot + 1);
 }
 
@@ -616,6 +620,8 @@ ms_loop_spawn(struct ms_loop *loop, ms_coro_fn *fn, void *arg, size_t stack_size
     loop->tasks = t;
     loop->ntasks++;
     loop_ready_push(loop, t);
+    if (!loop->stepping)
+        loop_arm_tfd(loop);
     return t->co;
 }
 
@@ -625,6 +631,8 @@ ms_loop_wake(struct ms_loop *loop, struct ms_coro *co)
     struct loop_task *t = ms_coro_data(co);
     ms_assert(t != NULL && t->loop == loop);
     loop_task_wake(t, MOCKSRV_ECANCELED);
+    if (!loop->stepping)
+        loop_arm_tfd(loop);
 }
 
 size_t

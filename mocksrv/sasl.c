@@ -693,3 +693,30 @@ ms_base64_encode(const unsigned char *in, size_t len, char *out)
     out[o] = '\0';
     return o;
 }
+
+int
+ms_sasl_apop_check(const char *timestamp, const char *password, const char *digest)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD *md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    int ok = ctx && md5 && EVP_DigestInit_ex(ctx, md5, NULL) &&
+             EVP_DigestUpdate(ctx, timestamp, strlen(timestamp)) &&
+             EVP_DigestUpdate(ctx, password, strlen(password)) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md5);
+    if (!ok || mdlen != 16 || strlen(digest) != 32)
+        return 0;
+    char hex[33];
+    for (unsigned i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    char lower[33];
+    for (int i = 0; i < 32; i++)
+        lower[i] = (char)tolower((unsigned char)digest[i]);
+    lower[32] = '\0';
+    int same = CRYPTO_memcmp(hex, lower, 32) == 0;
+    OPENSSL_cleanse(md, sizeof md);
+    return same;
+}

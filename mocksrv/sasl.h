@@ -67,4 +67,8 @@ const char *ms_sasl_failure_challenge(struct ms_sasl *sasl);
 ssize_t ms_base64_decode(const char *in, size_t len, unsigned char *out);
 size_t ms_base64_encode(const unsigned char *in, size_t len, char *out);
 
+/* POP3 APOP (RFC 1939 section 7): 1 when digest (32 hex digits, any case) is
+ * MD5(timestamp password), 0 otherwise. Constant-time comparison. */
+int ms_sasl_apop_check(const char *timestamp, const char *password, const char *digest);
+
 #endif

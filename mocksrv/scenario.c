@@ -9,10 +9,16 @@
  * silently: a node shared a million times ("billion laughs") would make the walk exponential,
  * and we could not say where the alias was. Aliases are rejected at their position instead.
  *
- * Not here: TLS, sockets, the mail store. Paths (tls.cert ...) are resolved against the
- * scenario's directory but never opened; the module that uses a file reports its errors.
- * Keys of later stages (faults, expect, users.*.mailboxes, listeners.*.script) are errors that
- * say so, never silently ignored: a scenario is either understood completely or refused.
+ * Not here: TLS, sockets, building the mail store. Paths (tls.cert ...) are resolved against
+ * the scenario's directory but never opened; the module that uses a file reports its errors.
+ * The exception is a message's `file:`, read at load time so that a missing file is an error
+ * with its position (store.c then only copies bytes). Keys of later stages (faults, expect,
+ * listeners.*.script) are errors that say so, never silently ignored: a scenario is either
+ * understood completely or refused.
+ *
+ * The other direction is here too: ms_scenario_format_state writes a store back as a scenario
+ * (--state-out) with libyaml's emitter, choosing for each message between an inline `raw`
+ * literal block and a file beside the document, so that loading it again gives the same bytes.
  *
  * Invariants:
  *   - The first error wins. It fills struct mocksrv_error with MOCKSRV_ESCENARIO, the file
@@ -20,7 +26,10 @@
  *     "file:line:column: key.path: problem"; the loader then frees all it built.
  *   - Bad input never aborts and never recurses deeper than SCENARIO_MAX_DEPTH; only
  *     out-of-memory aborts (ms_malloc). The loader is meant to be fuzzed.
- *   - Every char * in a struct ms_scenario is NUL-free text owned by the scenario.
+ *   - Every char * in a struct ms_scenario is NUL-free text owned by the scenario, except
+ *     ms_message_conf.bytes, which has its length (a raw string may hold a "\0").
+ *   - Checks that need the whole document (limits.message_size against the messages, which
+ *     may come before limits: in the file) run in scenario_check_top, after the walk.
  */
 #include "scenario.h"
 
@@ -35,9 +44,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-/* Generated from fixtures/scenarios/default.yaml by cmake/embed.cmake. */
-extern const unsigned char ms_embedded_default_yaml[];
-extern const size_t ms_embedded_default_yaml_len;
+#include "store.h"
 
 #define SCENARIO_MAX_DEPTH 64         /* nesting of mappings and lists */
 #define SCENARIO_MAX_FILE (64u << 20) /* bytes of a scenario file */
@@ -48,6 +55,10 @@ extern const size_t ms_embedded_default_yaml_len;
 #define SCENARIO_MIB (SCENARIO_KIB * 1024)
 #define SCENARIO_GIB (SCENARIO_MIB * 1024)
 #define SCENARIO_DAY_MS ((uint64_t)24 * 3600 * 1000)
+
+#define SCENARIO_MAX_GENERATE 1000000u   /* generate.count */
+#define SCENARIO_MIN_GENERATE_SIZE 64u   /* generate.size: room for a header and a body */
+#define SCENARIO_UID_MAX (UINT32_MAX - 1) /* RFC 3501 2.3.1.1: UIDs are 32-bit, uidnext above */
 
 /* ---- the node tree ---- */
 
@@ -71,6 +82,9 @@ struct scenario_ctx {
     const char *base_dir; /* relative paths are resolved against it */
     struct mocksrv_error *err;
     int seen_listeners; /* the listeners key was given (else the default set) */
+    /* Non-NULL for an embedded scenario: `file:` paths name ms_embedded_files, relative to this
+     * directory below fixtures/ ("scenarios"). */
+    const char *embedded_dir;
 };
 
 /* ---- the key tables ---- */
@@ -83,6 +97,7 @@ enum scenario_kind {
     SK_BOOL,     /* int */
     SK_INT,      /* int in min..max */
     SK_UINT,     /* unsigned in min..max */
+    SK_U32,      /* uint32_t in min..max */
     SK_SIZE,     /* size_t in min..max, ms_parse_size grammar */
     SK_DURATION, /* int64_t milliseconds in min..max, ms_parse_duration grammar */
     SK_ENUM,     /* int: the value of one name of names[] */
@@ -344,6 +359,122 @@ ms_parse_duration(const char *s, int64_t *ms_out)
     }
     *ms_out = (int64_t)total;
     return MOCKSRV_OK;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil): exact
+ * for every year, no time zone, no locale, no timegm(). */
+static int64_t
+scenario_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* The inverse, for formatting dates. */
+static void
+scenario_civil_from_days(int64_t z, int64_t *y_r, unsigned *m_r, unsigned *d_r)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d_r = doy - (153 * mp + 2) / 5 + 1;
+    *m_r = mp < 10 ? mp + 3 : mp - 9;
+    *y_r = (int64_t)yoe + era * 400 + (*m_r <= 2);
+}
+
+/* Reads 1..max decimal digits (at least min) at *p. */
+static int
+scenario_date_num(const char **p, int min, int max, unsigned *out)
+{
+    unsigned v = 0;
+    int n = 0;
+    while (n < max && isdigit((unsigned char)**p)) {
+        v = v * 10 + (unsigned)(**p - '0');
+        (*p)++;
+        n++;
+    }
+    *out = v;
+    return n >= min;
+}
+
+int
+ms_parse_date(const char *s, int64_t *out)
+{
+    /* ISO 8601 (extended format) and the YAML 1.1 timestamp type:
+     *   YYYY-M?M-D?D ( [Tt] | [ \t]+ ) H?H:MM:SS (.frac)? ( [ \t]* ( Z | [+-]H?H (:?MM)? ) )?
+     * or a date alone (midnight UTC). */
+    static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    unsigned year, mon, day, hour = 0, min = 0, sec = 0, oh = 0, om = 0;
+    int sign = 0;
+    const char *p = s;
+    if (!s || !scenario_date_num(&p, 4, 4, &year) || *p++ != '-' ||
+        !scenario_date_num(&p, 1, 2, &mon) || *p++ != '-' || !scenario_date_num(&p, 1, 2, &day))
+        return MOCKSRV_EINVAL;
+    if (*p) {
+        if (*p == 'T' || *p == 't')
+            p++;
+        else if (*p == ' ' || *p == '\t')
+            while (*p == ' ' || *p == '\t')
+                p++;
+        else
+            return MOCKSRV_EINVAL;
+        if (!scenario_date_num(&p, 1, 2, &hour) || *p++ != ':' ||
+            !scenario_date_num(&p, 2, 2, &min) || *p++ != ':' || !scenario_date_num(&p, 2, 2, &sec))
+            return MOCKSRV_EINVAL;
+        if (*p == '.') {
+            /* INTERNALDATE has whole seconds (RFC 3501 9, date-time): a fraction is dropped */
+            p++;
+            if (!isdigit((unsigned char)*p))
+                return MOCKSRV_EINVAL;
+            while (isdigit((unsigned char)*p))
+                p++;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            sign = *p++ == '-' ? -1 : 1;
+            if (!scenario_date_num(&p, 1, 2, &oh))
+                return MOCKSRV_EINVAL;
+            if (*p == ':')
+                p++;
+            if (isdigit((unsigned char)*p) && !scenario_date_num(&p, 2, 2, &om))
+                return MOCKSRV_EINVAL;
+            if (oh > 23 || om > 59)
+                return MOCKSRV_EINVAL;
+        }
+        if (*p)
+            return MOCKSRV_EINVAL;
+    }
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] || (mon == 2 && day == 29 && !leap))
+        return MOCKSRV_EINVAL;
+    if (hour > 23 || min > 59 || sec > 59)
+        return MOCKSRV_EINVAL;
+    int64_t t = scenario_days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec;
+    *out = t - sign * (int64_t)(oh * 3600 + om * 60);
+    return MOCKSRV_OK;
+}
+
+/* "2024-05-01T09:00:00Z": RFC 3339, always UTC. */
+static void
+scenario_format_date(char *out, size_t cap, int64_t t)
+{
+    int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    int64_t rem = t - days * 86400;
+    int64_t y;
+    unsigned m, d;
+    scenario_civil_from_days(days, &y, &m, &d);
+    snprintf(out, cap, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d,
+             (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
 }
 
 /* Decimal digits only: YAML 1.1's 0x, 0o, 1_000 and signs are not integers here. */
@@ -1130,6 +1261,11 @@ scenario_parse_field(struct scenario_ctx *ctx, const struct scenario_field *f,
         else
             *(unsigned *)dst = (unsigned)u;
         return MOCKSRV_OK;
+    case SK_U32:
+        if ((rc = scenario_get_uint(ctx, val, path, f->min, f->max, &u)) != MOCKSRV_OK)
+            return rc;
+        *(uint32_t *)dst = (uint32_t)u;
+        return MOCKSRV_OK;
     case SK_SIZE:
         return scenario_get_size(ctx, val, path, f->min, f->max, dst);
     case SK_DURATION:
@@ -1317,6 +1453,565 @@ static const struct scenario_field scenario_listener_fields[] = {
 };
 static const struct scenario_table scenario_listener_table = TABLE(scenario_listener_fields, NULL);
 
+/* ---- mailboxes and messages ---- */
+
+static const struct scenario_name scenario_special_uses[] = {
+    /* RFC 6154 2 */
+    {"\\All", 0},  {"\\Archive", 1}, {"\\Drafts", 2}, {"\\Flagged", 3},
+    {"\\Junk", 4}, {"\\Sent", 5},    {"\\Trash", 6},
+};
+
+static void
+scenario_message_fini(struct ms_message_conf *mc)
+{
+    free(mc->bytes);
+    free(mc->file);
+    scenario_strings_free(&mc->keywords, &mc->n_keywords);
+}
+
+static void
+scenario_mailbox_fini(struct ms_mailbox_conf *mb)
+{
+    for (size_t i = 0; i < mb->n_messages; i++)
+        scenario_message_fini(&mb->messages[i]);
+    free(mb->messages);
+    free(mb->name);
+    free(mb->special_use);
+}
+
+/* Collapses "." and ".." of a relative path in place; -1 when ".." climbs above its start. */
+static int
+scenario_normalize(char *path)
+{
+    char *copy = ms_strdup(path);
+    char *out = path, *p = copy;
+    int rc = 0;
+    for (;;) {
+        char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == 0 || (n == 1 && p[0] == '.')) {
+            /* "//" and "/./" */
+        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (out == path) {
+                rc = -1;
+                break;
+            }
+            out--; /* the '/' after the last component */
+            while (out > path && out[-1] != '/')
+                out--;
+        } else {
+            memcpy(out, p, n);
+            out += n;
+            *out++ = '/';
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (out > path)
+        out--; /* the last '/' */
+    *out = '\0';
+    free(copy);
+    return rc;
+}
+
+/* Reads a whole regular file of at most max bytes; returns 0 or an errno value. */
+static int
+scenario_read_file(const char *path, size_t max, struct ms_buf *out)
+{
+    struct stat st;
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return errno;
+    if (fstat(fd, &st) != 0) {
+        rc = errno;
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = EISDIR;
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = EINVAL; /* a FIFO or a device would block or never end */
+    } else if ((uint64_t)st.st_size > max) {
+        rc = EFBIG;
+    }
+    while (rc == 0) {
+        ms_buf_reserve(out, 64 * 1024);
+        ssize_t n = read(fd, out->data + out->len, out->cap - out->len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = errno;
+        else if (n == 0)
+            break;
+        else if ((out->len += (size_t)n) > max)
+            rc = EFBIG; /* it grew while we read */
+        out->data[out->len] = '\0';
+    }
+    close(fd);
+    return rc;
+}
+
+const struct ms_embedded_file *
+ms_embedded_find(const char *name)
+{
+    for (size_t i = 0; name && i < ms_embedded_files_count; i++)
+        if (strcmp(ms_embedded_files[i].name, name) == 0)
+            return &ms_embedded_files[i];
+    return NULL;
+}
+
+static int
+scenario_parse_msg_file(struct scenario_ctx *ctx, const struct scenario_node *key,
+                        const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    char text[SCENARIO_TEXT_MAX * 4 + 16];
+    struct ms_buf data = {0};
+    int rc;
+    if ((rc = scenario_get_string(ctx, val, path, SC_NONEMPTY, &mc->file)) != MOCKSRV_OK)
+        return rc;
+    mc->source = MS_MSG_FILE;
+    mc->src_pos = val->pos;
+    scenario_describe(text, sizeof text, val);
+    if (ctx->embedded_dir) {
+        char *name = ms_asprintf("%s/%s", ctx->embedded_dir, mc->file);
+        const struct ms_embedded_file *f = NULL;
+        if (mc->file[0] != '/' && scenario_normalize(name) == 0)
+            f = ms_embedded_find(name);
+        free(name);
+        if (!f)
+            return scenario_fail(ctx, val->pos, path,
+                                 "cannot read %s: not among the embedded files (add it to "
+                                 "EMBED_INPUTS in CMakeLists.txt)",
+                                 text);
+        mc->bytes = ms_strndup((const char *)f->data, f->len);
+        mc->len = f->len;
+        return MOCKSRV_OK;
+    }
+    char *full = scenario_resolve(ctx->base_dir, mc->file);
+    /* The largest limits.message_size: a larger file is refused whatever the limits say. */
+    int e = scenario_read_file(full, SCENARIO_GIB, &data);
+    if (e != 0) {
+        char buf[128], where[SCENARIO_PATH_MAX + 8] = "";
+        const char *reason = e == EFBIG    ? "larger than 1GiB"
+                             : e == EINVAL ? "not a regular file"
+                                           : strerror_r(e, buf, sizeof buf);
+        if (strcmp(full, mc->file) != 0 && snprintf(where, sizeof where, " (%s)", full) < 0)
+            where[0] = '\0';
+        free(full);
+        ms_buf_fini(&data);
+        return scenario_fail(ctx, val->pos, path, "cannot read %s%s: %s", text, where, reason);
+    }
+    free(full);
+    mc->bytes = ms_buf_steal(&data, &mc->len);
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_msg_raw(struct scenario_ctx *ctx, const struct scenario_node *key,
+                       const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    /* Any string, even "" or one with a "\0" escape: the bytes have their length. */
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val))
+        return scenario_fail_type(ctx, val, path, "a string (a literal block: raw: |)");
+    mc->source = MS_MSG_RAW;
+    mc->src_pos = val->pos;
+    mc->bytes = ms_strndup(val->text, val->len);
+    mc->len = val->len;
+    return MOCKSRV_OK;
+}
+
+struct scenario_generate {
+    unsigned count; /* 0 until given */
+    size_t size;
+};
+
+static int
+scenario_check_generate(struct scenario_ctx *ctx, const struct scenario_node *map,
+                        const char *path, void *base)
+{
+    const struct scenario_generate *g = base;
+    if (g->count == 0)
+        return scenario_fail(ctx, map->pos, path, "missing count (1 .. %u)",
+                             SCENARIO_MAX_GENERATE);
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_generate_fields[] = {
+    F_NUM("count", SK_UINT, struct scenario_generate, count, 1, SCENARIO_MAX_GENERATE),
+    /* At most limits.message_size, checked in scenario_check_top; 1GiB is its largest value. */
+    F_NUM("size", SK_SIZE, struct scenario_generate, size, SCENARIO_MIN_GENERATE_SIZE,
+          SCENARIO_GIB),
+};
+static const struct scenario_table scenario_generate_table =
+    TABLE(scenario_generate_fields, scenario_check_generate);
+
+static int
+scenario_parse_msg_generate(struct scenario_ctx *ctx, const struct scenario_node *key,
+                            const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    struct scenario_generate g = {.count = 0, .size = 4 * SCENARIO_KIB};
+    int rc = scenario_walk(ctx, val, path, &scenario_generate_table, &g);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    const struct scenario_node *size = scenario_map_value(val, "size");
+    mc->source = MS_MSG_GENERATE;
+    mc->gen_count = g.count;
+    mc->gen_size = g.size;
+    mc->src_pos = size ? size->pos : val->pos;
+    return MOCKSRV_OK;
+}
+
+/* System flags by name (RFC 3501 2.3.2), anything else a keyword (an atom). */
+static int
+scenario_parse_msg_flags(struct scenario_ctx *ctx, const struct scenario_node *key,
+                         const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    char ipath[SCENARIO_PATH_MAX], got[SCENARIO_TEXT_MAX * 4 + 16];
+    if (val->kind != SCENARIO_SEQ)
+        return scenario_fail_type(ctx, val, path, "a list, like ['\\Seen', '$Label1']");
+    mc->keywords = ms_calloc(val->n_kids, sizeof *mc->keywords);
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const struct scenario_node *n = val->kids[i];
+        scenario_path_index(ipath, path, i);
+        if (n->kind != SCENARIO_SCALAR || scenario_is_null(n) || n->len == 0 ||
+            strlen(n->text) != n->len)
+            return scenario_fail_type(ctx, n, ipath, "a flag");
+        scenario_describe(got, sizeof got, n);
+        if (n->text[0] == '\\') {
+            unsigned bit = ms_flag_from_name(n->text);
+            if (bit == MS_FLAG_RECENT)
+                return scenario_fail(ctx, n->pos, ipath,
+                                     "\\Recent is set by the server, not by a scenario");
+            if (bit == 0)
+                return scenario_fail(ctx, n->pos, ipath,
+                                     "unknown system flag %s (one of \\Seen, \\Answered, "
+                                     "\\Flagged, \\Deleted, \\Draft; keywords have no \\)",
+                                     got);
+            mc->flags |= bit;
+            continue;
+        }
+        /* RFC 3501 9: flag-keyword = atom */
+        if (!scenario_text_ok(n->text, n->len, SC_ATOM))
+            return scenario_fail(ctx, n->pos, ipath,
+                                 "bad keyword %s (an IMAP atom: no blanks, control or 8-bit "
+                                 "characters, or any of ( ) { %% * \" \\ ])",
+                                 got);
+        int dup = 0;
+        for (size_t j = 0; j < mc->n_keywords && !dup; j++)
+            dup = ms_strcaseeq(mc->keywords[j], n->text);
+        if (!dup) /* keywords are a set, case-insensitively */
+            mc->keywords[mc->n_keywords++] = ms_strndup(n->text, n->len);
+    }
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_msg_date(struct scenario_ctx *ctx, const struct scenario_node *key,
+                        const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    char got[SCENARIO_TEXT_MAX * 4 + 16];
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val))
+        return scenario_fail_type(ctx, val, path, "a date (2024-05-01T09:00:00Z)");
+    if (strlen(val->text) != val->len || ms_parse_date(val->text, &mc->date) != MOCKSRV_OK) {
+        scenario_describe(got, sizeof got, val);
+        return scenario_fail(ctx, val->pos, path,
+                             "bad date %s (use 2024-05-01T09:00:00Z, 2024-05-01T11:00:00+02:00 "
+                             "or 2024-05-01)",
+                             got);
+    }
+    return MOCKSRV_OK;
+}
+
+/* "a\nb" -> "a\r\nb": every LF without a CR before it gets one. */
+static void
+scenario_crlf(struct ms_message_conf *mc)
+{
+    struct ms_buf out = {0};
+    ms_buf_reserve(&out, mc->len + mc->len / 32);
+    for (size_t i = 0; i < mc->len; i++) {
+        if (mc->bytes[i] == '\n' && (i == 0 || mc->bytes[i - 1] != '\r'))
+            ms_buf_putc(&out, '\r');
+        ms_buf_putc(&out, mc->bytes[i]);
+    }
+    free(mc->bytes);
+    mc->bytes = ms_buf_steal(&out, &mc->len);
+}
+
+static int
+scenario_check_message(struct scenario_ctx *ctx, const struct scenario_node *map,
+                       const char *path, void *base)
+{
+    struct ms_message_conf *mc = base;
+    if (mc->exact && mc->source == MS_MSG_GENERATE) {
+        char kpath[SCENARIO_PATH_MAX];
+        const struct scenario_node *key = scenario_map_get(map, "exact");
+        scenario_path_key(kpath, path, key);
+        return scenario_fail(ctx, key->pos, kpath, "applies to file and raw, not generate");
+    }
+    if (mc->exact || mc->source == MS_MSG_GENERATE)
+        return MOCKSRV_OK;
+    /* A file with a CR anywhere is taken as it is: it knows its line ends. */
+    if (mc->source == MS_MSG_RAW || !memchr(mc->bytes, '\r', mc->len))
+        scenario_crlf(mc);
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_message_fields[] = {
+    F_CUSTOM("file", scenario_parse_msg_file),
+    F_CUSTOM("raw", scenario_parse_msg_raw),
+    F_CUSTOM("generate", scenario_parse_msg_generate),
+    F_CUSTOM("flags", scenario_parse_msg_flags),
+    F_CUSTOM("date", scenario_parse_msg_date),
+    F_NUM("uid", SK_U32, struct ms_message_conf, uid, 1, SCENARIO_UID_MAX),
+    F_BOOL("exact", struct ms_message_conf, exact),
+};
+static const struct scenario_table scenario_message_table =
+    TABLE(scenario_message_fields, scenario_check_message);
+
+/* The UID of the last message of a mailbox after all its entries (0: none). Only for
+ * mailboxes whose UIDs were checked by scenario_parse_messages. */
+static uint32_t
+scenario_last_uid(const struct ms_mailbox_conf *mb)
+{
+    uint64_t last = 0;
+    for (size_t i = 0; i < mb->n_messages; i++) {
+        const struct ms_message_conf *mc = &mb->messages[i];
+        uint64_t n = mc->source == MS_MSG_GENERATE ? mc->gen_count : 1;
+        last = (mc->uid ? mc->uid - 1 : last) + n;
+    }
+    return (uint32_t)last;
+}
+
+static int
+scenario_parse_messages(struct scenario_ctx *ctx, const struct scenario_node *key,
+                        const struct scenario_node *val, const char *path, void *base)
+{
+    static const char *const sources[] = {"file", "raw", "generate"};
+    struct ms_mailbox_conf *mb = base;
+    char ipath[SCENARIO_PATH_MAX], kpath[SCENARIO_PATH_MAX];
+    uint64_t last = 0; /* the UID of the previous message, as the store will assign it */
+    int rc;
+    if (scenario_is_null(val))
+        return MOCKSRV_OK; /* "messages:" with nothing after it: none */
+    if (val->kind != SCENARIO_SEQ)
+        return scenario_fail_type(ctx, val, path, "a list of messages");
+    mb->messages = ms_calloc(val->n_kids, sizeof *mb->messages);
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const struct scenario_node *item = val->kids[i];
+        const struct scenario_node *src = NULL;
+        scenario_path_index(ipath, path, i);
+        if (item->kind != SCENARIO_MAP)
+            return scenario_fail_type(ctx, item, ipath, "a message (a mapping with file, raw "
+                                                        "or generate)");
+        if ((rc = scenario_check_dups(ctx, item, ipath)) != MOCKSRV_OK)
+            return rc;
+        /* Exactly one source, checked before any file is read. */
+        for (size_t k = 0; k + 1 < item->n_kids; k += 2) {
+            for (size_t s = 0; s < MS_ARRAY_LEN(sources); s++) {
+                const struct scenario_node *kn = item->kids[k];
+                if (kn->len != strlen(sources[s]) || strcmp(kn->text, sources[s]) != 0)
+                    continue;
+                if (src) {
+                    scenario_path_key(kpath, ipath, kn);
+                    return scenario_fail(ctx, kn->pos, kpath,
+                                         "a message has one of file, raw or generate "
+                                         "(%s at %d:%d)",
+                                         src->text, src->pos.line, src->pos.column);
+                }
+                src = kn;
+            }
+        }
+        if (!src)
+            return scenario_fail(ctx, item->pos, ipath,
+                                 "a message needs one of file, raw or generate");
+        struct ms_message_conf *mc = &mb->messages[mb->n_messages++];
+        mc->pos = item->pos;
+        if ((rc = scenario_walk(ctx, item, ipath, &scenario_message_table, mc)) != MOCKSRV_OK)
+            return rc;
+        /* RFC 3501 2.3.1.1: UIDs ascend; the store assigns last + 1 to a message without. */
+        uint64_t n = mc->source == MS_MSG_GENERATE ? mc->gen_count : 1;
+        const struct scenario_node *uid = scenario_map_value(item, "uid");
+        if (mc->uid && mc->uid <= last) {
+            scenario_path_key(kpath, ipath, scenario_map_get(item, "uid"));
+            return scenario_fail(ctx, uid->pos, kpath,
+                                 "uid %u is not above the previous message's %llu (UIDs "
+                                 "ascend in file order)",
+                                 mc->uid, (unsigned long long)last);
+        }
+        last = (mc->uid ? mc->uid - 1 : last) + n;
+        if (last > SCENARIO_UID_MAX)
+            return scenario_fail(ctx, uid ? uid->pos : item->pos, ipath,
+                                 "UIDs run out: the last would be %llu (at most %u)",
+                                 (unsigned long long)last, SCENARIO_UID_MAX);
+    }
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_special_use(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_mailbox_conf *mb = base;
+    const struct scenario_field f = {.names = scenario_special_uses,
+                                     .n_names = MS_ARRAY_LEN(scenario_special_uses),
+                                     .what = "special-use attribute"};
+    unsigned v;
+    int rc = scenario_get_name(ctx, val, path, &f, &v);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    free(mb->special_use);
+    mb->special_use = ms_strdup(scenario_special_uses[v].name);
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_check_mailbox(struct scenario_ctx *ctx, const struct scenario_node *map,
+                       const char *path, void *base)
+{
+    struct ms_mailbox_conf *mb = base;
+    char kpath[SCENARIO_PATH_MAX];
+    uint32_t last = scenario_last_uid(mb);
+    if (mb->uidnext == 0 || mb->uidnext > last)
+        return MOCKSRV_OK;
+    const struct scenario_node *key = scenario_map_get(map, "uidnext");
+    scenario_path_key(kpath, path, key);
+    return scenario_fail(ctx, scenario_map_value(map, "uidnext")->pos, kpath,
+                         "%u is not above the last message's UID %u", mb->uidnext, last);
+}
+
+static const struct scenario_field scenario_mailbox_fields[] = {
+    F_NUM("uidvalidity", SK_U32, struct ms_mailbox_conf, uidvalidity, 1, UINT32_MAX),
+    F_NUM("uidnext", SK_U32, struct ms_mailbox_conf, uidnext, 1, UINT32_MAX),
+    F_CUSTOM("special_use", scenario_parse_special_use),
+    F_BOOL("subscribed", struct ms_mailbox_conf, subscribed),
+    F_CUSTOM("messages", scenario_parse_messages),
+};
+static const struct scenario_table scenario_mailbox_table =
+    TABLE(scenario_mailbox_fields, scenario_check_mailbox);
+
+/* RFC 3501 5.1: "/" is our hierarchy separator, so no empty level; * and % are LIST
+ * wildcards, which a name cannot contain. */
+static const char *
+scenario_mailbox_name_problem(const struct scenario_node *name)
+{
+    const char *s = name->text;
+    if (name->len == 0)
+        return "empty";
+    if (strlen(s) != name->len)
+        return "a NUL character";
+    for (size_t i = 0; i < name->len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return "a control character";
+        if (c == '*' || c == '%')
+            return "a wildcard (* or %)";
+    }
+    if (s[0] == '/' || s[name->len - 1] == '/')
+        return "a leading or trailing /";
+    if (strstr(s, "//"))
+        return "an empty level (//)";
+    return NULL;
+}
+
+static int
+scenario_parse_mailboxes(struct scenario_ctx *ctx, const struct scenario_node *key,
+                         const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_user *u = base;
+    char mpath[SCENARIO_PATH_MAX];
+    const struct scenario_node *inbox = NULL;
+    int rc;
+    if (scenario_is_null(val))
+        return MOCKSRV_OK; /* nothing: just an INBOX (scenario_check_user) */
+    if (val->kind != SCENARIO_MAP)
+        return scenario_fail_type(ctx, val, path, "a mapping of mailboxes");
+    if ((rc = scenario_check_dups(ctx, val, path)) != MOCKSRV_OK)
+        return rc;
+    /* One more for the INBOX that scenario_check_user may add. */
+    u->mailboxes = ms_calloc(val->n_kids / 2 + 1, sizeof *u->mailboxes);
+    for (size_t i = 0; i + 1 < val->n_kids; i += 2) {
+        const struct scenario_node *name = val->kids[i];
+        const char *problem = scenario_mailbox_name_problem(name);
+        scenario_path_key(mpath, path, name);
+        if (problem)
+            return scenario_fail(ctx, name->pos, mpath, "bad mailbox name: %s", problem);
+        int is_inbox = ms_strcaseeq(name->text, "INBOX");
+        if (is_inbox && inbox)
+            /* RFC 3501 5.1: INBOX is case-insensitive, so "inbox" and "INBOX" are one */
+            return scenario_fail(ctx, name->pos, mpath, "INBOX is already at %d:%d",
+                                 inbox->pos.line, inbox->pos.column);
+        if (is_inbox)
+            inbox = name;
+        struct ms_mailbox_conf *mb = &u->mailboxes[u->n_mailboxes++];
+        mb->name = is_inbox ? ms_strdup("INBOX") : ms_strndup(name->text, name->len);
+        mb->subscribed = 1;
+        mb->pos = name->pos;
+        if ((rc = scenario_walk(ctx, val->kids[i + 1], mpath, &scenario_mailbox_table, mb)))
+            return rc;
+    }
+    return MOCKSRV_OK;
+}
+
+/* Every user has an INBOX (RFC 3501 5.1): one not listed comes first, at the user's name. */
+static int
+scenario_check_user(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                    void *base)
+{
+    struct ms_user *u = base;
+    for (size_t i = 0; i < u->n_mailboxes; i++)
+        if (strcmp(u->mailboxes[i].name, "INBOX") == 0)
+            return MOCKSRV_OK;
+    if (!u->mailboxes)
+        u->mailboxes = ms_calloc(1, sizeof *u->mailboxes);
+    memmove(&u->mailboxes[1], &u->mailboxes[0], u->n_mailboxes * sizeof *u->mailboxes);
+    memset(&u->mailboxes[0], 0, sizeof *u->mailboxes);
+    u->mailboxes[0].name = ms_strdup("INBOX");
+    u->mailboxes[0].subscribed = 1;
+    u->mailboxes[0].pos = u->pos;
+    u->n_mailboxes++;
+    return MOCKSRV_OK;
+}
+
+/* limits.message_size may come after users: in the file, so it is checked at the end. */
+static int
+scenario_check_sizes(struct scenario_ctx *ctx, const struct ms_scenario *sc)
+{
+    char path[SCENARIO_PATH_MAX * 2], got[32], lim[32];
+    size_t max = sc->limits.message_size;
+    for (size_t u = 0; u < sc->n_users; u++) {
+        const struct ms_user *user = &sc->users[u];
+        for (size_t k = 0; k < user->n_mailboxes; k++) {
+            const struct ms_mailbox_conf *mb = &user->mailboxes[k];
+            for (size_t i = 0; i < mb->n_messages; i++) {
+                const struct ms_message_conf *mc = &mb->messages[i];
+                size_t n = mc->source == MS_MSG_GENERATE ? mc->gen_size : mc->len;
+                if (n <= max)
+                    continue;
+                const char *what = mc->source == MS_MSG_FILE  ? "file"
+                                   : mc->source == MS_MSG_RAW ? "raw"
+                                                              : "generate.size";
+                if (snprintf(path, sizeof path, "users.%s.mailboxes.%s.messages[%zu].%s",
+                             user->name, mb->name, i, what) < 0)
+                    path[0] = '\0';
+                scenario_format_size(lim, sizeof lim, max);
+                if (mc->source == MS_MSG_GENERATE) {
+                    scenario_format_size(got, sizeof got, n);
+                    return scenario_fail(ctx, mc->src_pos, path,
+                                         "%s is above limits.message_size (%s)", got, lim);
+                }
+                return scenario_fail(ctx, mc->src_pos, path,
+                                     "the message has %zu bytes, above limits.message_size (%s)",
+                                     n, lim);
+            }
+        }
+    }
+    return MOCKSRV_OK;
+}
+
 static const struct scenario_field scenario_user_fields[] = {
     F_STRING("password", struct ms_user, password, SC_ANY),
     {.key = "addresses",
@@ -1324,9 +2019,10 @@ static const struct scenario_field scenario_user_fields[] = {
      .offset = offsetof(struct ms_user, addresses),
      .offset2 = offsetof(struct ms_user, n_addresses),
      .check = SC_ADDRESS},
-    F_LATER("mailboxes"),
+    F_CUSTOM("mailboxes", scenario_parse_mailboxes),
 };
-static const struct scenario_table scenario_user_table = TABLE(scenario_user_fields, NULL);
+static const struct scenario_table scenario_user_table =
+    TABLE(scenario_user_fields, scenario_check_user);
 
 /* Listener names become MOCKSRV_<NAME>_PORT in the environment of -- CMD. */
 static int
@@ -1517,7 +2213,7 @@ scenario_check_top(struct scenario_ctx *ctx, const struct scenario_node *map, co
         sc->listeners[0].tls = MS_TLS_NONE;
         sc->n_listeners = 1;
     }
-    return MOCKSRV_OK;
+    return scenario_check_sizes(ctx, sc);
 }
 
 static const struct scenario_field scenario_top_fields[] = {
@@ -1581,6 +2277,9 @@ ms_scenario_destroy(struct ms_scenario **scp)
         free(sc->users[i].name);
         free(sc->users[i].password);
         scenario_strings_free(&sc->users[i].addresses, &sc->users[i].n_addresses);
+        for (size_t k = 0; k < sc->users[i].n_mailboxes; k++)
+            scenario_mailbox_fini(&sc->users[i].mailboxes[k]);
+        free(sc->users[i].mailboxes);
     }
     free(sc->users);
     scenario_strings_free(&sc->imap.capabilities, &sc->imap.n_capabilities);
@@ -1594,14 +2293,15 @@ ms_scenario_destroy(struct ms_scenario **scp)
     *scp = NULL;
 }
 
-int
-ms_scenario_load_string(const char *yaml, size_t len, const char *name, const char *base_dir,
-                        struct ms_scenario **sc_r, struct mocksrv_error *err)
+static int
+scenario_load(const char *yaml, size_t len, const char *name, const char *base_dir,
+              const char *embedded_dir, struct ms_scenario **sc_r, struct mocksrv_error *err)
 {
     struct scenario_ctx ctx = {
         .name = name ? name : "<string>",
         .base_dir = base_dir ? base_dir : ".",
         .err = err,
+        .embedded_dir = embedded_dir,
     };
     struct scenario_node *root = NULL;
     struct ms_scenario *sc = NULL;
@@ -1621,6 +2321,21 @@ ms_scenario_load_string(const char *yaml, size_t len, const char *name, const ch
     }
     *sc_r = sc;
     return MOCKSRV_OK;
+}
+
+int
+ms_scenario_load_string(const char *yaml, size_t len, const char *name, const char *base_dir,
+                        struct ms_scenario **sc_r, struct mocksrv_error *err)
+{
+    return scenario_load(yaml, len, name, base_dir, NULL, sc_r, err);
+}
+
+int
+ms_scenario_load_string_embedded(const char *yaml, size_t len, const char *name,
+                                 const char *embedded_dir, struct ms_scenario **sc_r,
+                                 struct mocksrv_error *err)
+{
+    return scenario_load(yaml, len, name, ".", embedded_dir ? embedded_dir : ".", sc_r, err);
 }
 
 static int
@@ -1689,8 +2404,14 @@ done:
 int
 ms_scenario_load_default(struct ms_scenario **sc_r, struct mocksrv_error *err)
 {
-    return ms_scenario_load_string((const char *)ms_embedded_default_yaml,
-                                   ms_embedded_default_yaml_len, "<default>", ".", sc_r, err);
+    /* fixtures/scenarios/default.yaml, so its "../mail/x.eml" is the embedded "mail/x.eml" */
+    const struct ms_embedded_file *f = ms_embedded_find("scenarios/default.yaml");
+    *sc_r = NULL;
+    if (!f)
+        return ms_error_set(err, MOCKSRV_ENOTFOUND,
+                            "<default>: scenarios/default.yaml is not embedded in this build");
+    return ms_scenario_load_string_embedded((const char *)f->data, f->len, "<default>",
+                                            "scenarios", sc_r, err);
 }
 
 const struct ms_user *
@@ -1718,4 +2439,556 @@ ms_scenario_find_listener(const struct ms_scenario *sc, const char *name)
         if (strcmp(sc->listeners[i].name, name) == 0)
             return &sc->listeners[i];
     return NULL;
+}
+
+/* ---- state out (--state-out): a store written back as a scenario ---- */
+
+struct scenario_emit {
+    yaml_emitter_t em;
+    struct ms_buf *out;
+    int rc;               /* the first error; later events are dropped */
+    struct mocksrv_error *err;
+    /* message files */
+    const char *out_path; /* may be NULL */
+    char *dir;            /* "<out_path>.d", created on first use */
+    char *dir_rel;        /* its name relative to out_path's directory */
+    int dir_made;
+};
+
+static int
+scenario_emit_write(void *data, unsigned char *buffer, size_t size)
+{
+    ms_buf_append(data, buffer, size);
+    return 1;
+}
+
+static void
+scenario_emit_fail_yaml(struct scenario_emit *e, const char *what)
+{
+    if (e->rc != MOCKSRV_OK)
+        return;
+    if (e->em.error == YAML_MEMORY_ERROR)
+        ms_die("out of memory (libyaml)");
+    e->rc = ms_error_set(e->err, MOCKSRV_EINVAL, "state: cannot write %s as YAML: %s", what,
+                         e->em.problem ? e->em.problem : "not valid UTF-8");
+}
+
+/* Hands an event to the emitter, which owns it from then on, failed or not. */
+static void
+scenario_emit_event(struct scenario_emit *e, yaml_event_t *ev, int made, const char *what)
+{
+    if (!made) {
+        /* yaml_*_event_initialize refuses text that is not UTF-8 */
+        if (e->rc == MOCKSRV_OK)
+            e->rc = ms_error_set(e->err, MOCKSRV_EINVAL,
+                                 "state: cannot write %s as YAML: not valid UTF-8", what);
+        return;
+    }
+    if (e->rc != MOCKSRV_OK) {
+        yaml_event_delete(ev);
+        return;
+    }
+    if (!yaml_emitter_emit(&e->em, ev))
+        scenario_emit_fail_yaml(e, what);
+}
+
+static void
+scenario_emit_scalar(struct scenario_emit *e, const char *text, size_t len,
+                     yaml_scalar_style_t style)
+{
+    yaml_event_t ev;
+    int made = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, 1, 1,
+                                            style);
+    scenario_emit_event(e, &ev, made, text);
+}
+
+/* Plain when the loader and any YAML reader see the same string (a letter first, no null or
+ * boolean word), else double-quoted, which carries any UTF-8 text exactly. */
+static void
+scenario_emit_str(struct scenario_emit *e, const char *s)
+{
+    static const char *const words[] = {"null", "true", "false", "yes", "no", "on", "off", "y",
+                                        "n"};
+    int plain = isalpha((unsigned char)s[0]);
+    for (const char *p = s; plain && *p; p++)
+        plain = isalnum((unsigned char)*p) || strchr("._@/+-", *p);
+    for (size_t i = 0; plain && i < MS_ARRAY_LEN(words); i++)
+        plain = !ms_strcaseeq(s, words[i]);
+    scenario_emit_scalar(e, s, strlen(s),
+                         plain ? YAML_PLAIN_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+}
+
+static void
+scenario_emit_plain(struct scenario_emit *e, const char *s)
+{
+    scenario_emit_scalar(e, s, strlen(s), YAML_PLAIN_SCALAR_STYLE);
+}
+
+static void
+scenario_emit_u64(struct scenario_emit *e, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    scenario_emit_plain(e, buf);
+}
+
+static void
+scenario_emit_bool(struct scenario_emit *e, int v)
+{
+    scenario_emit_plain(e, v ? "true" : "false");
+}
+
+static void
+scenario_emit_map_start(struct scenario_emit *e, int flow)
+{
+    yaml_event_t ev;
+    int made = yaml_mapping_start_event_initialize(
+        &ev, NULL, NULL, 1, flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE);
+    scenario_emit_event(e, &ev, made, "a mapping");
+}
+
+static void
+scenario_emit_map_end(struct scenario_emit *e)
+{
+    yaml_event_t ev;
+    scenario_emit_event(e, &ev, yaml_mapping_end_event_initialize(&ev), "a mapping");
+}
+
+static void
+scenario_emit_seq_start(struct scenario_emit *e, int flow)
+{
+    yaml_event_t ev;
+    int made = yaml_sequence_start_event_initialize(
+        &ev, NULL, NULL, 1, flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE);
+    scenario_emit_event(e, &ev, made, "a list");
+}
+
+static void
+scenario_emit_seq_end(struct scenario_emit *e)
+{
+    yaml_event_t ev;
+    scenario_emit_event(e, &ev, yaml_sequence_end_event_initialize(&ev), "a list");
+}
+
+/* [PLAIN, LOGIN]: the names of the bits set, in table order. */
+static void
+scenario_emit_names(struct scenario_emit *e, const char *key, unsigned bits,
+                    const struct scenario_name *names, size_t n)
+{
+    scenario_emit_plain(e, key);
+    scenario_emit_seq_start(e, 1);
+    for (size_t i = 0; i < n; i++)
+        if (bits & names[i].value)
+            scenario_emit_plain(e, names[i].name);
+    scenario_emit_seq_end(e);
+}
+
+static void
+scenario_emit_size(struct scenario_emit *e, const char *key, uint64_t v)
+{
+    char buf[32];
+    scenario_format_size(buf, sizeof buf, v);
+    scenario_emit_plain(e, key);
+    scenario_emit_plain(e, buf);
+}
+
+/* A path of the scenario, absolute so that it still works from out_path's directory. */
+static void
+scenario_emit_path(struct scenario_emit *e, const char *key, const char *p)
+{
+    char cwd[4096];
+    if (!p)
+        return;
+    scenario_emit_plain(e, key);
+    if (p[0] == '/' || !getcwd(cwd, sizeof cwd)) {
+        scenario_emit_str(e, p);
+        return;
+    }
+    char *abs = ms_asprintf("%s/%s", cwd, p);
+    scenario_emit_str(e, abs);
+    free(abs);
+}
+
+/* A message is inline when YAML carries it exactly as a literal block and the loader's LF ->
+ * CRLF gives the bytes back: printable ASCII lines ended by CRLF, no blank before a line end
+ * or at the end (libyaml writes those double-quoted). Tabs, bare CR or LF, NUL and 8-bit bytes
+ * go to a file. */
+static int
+scenario_inline_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r') {
+            if (i + 1 >= n || p[i + 1] != '\n' || (i > 0 && p[i - 1] == ' '))
+                return 0;
+            i++; /* the LF */
+        } else if (c < 0x20 || c > 0x7e) {
+            return 0;
+        }
+    }
+    return n == 0 || p[n - 1] != ' ';
+}
+
+/* Letters, digits, '.', '@' and '+' as they are, anything else _XX: injective, so two
+ * mailboxes never share a file, and '-' stays free as the separator. */
+static void
+scenario_file_part(struct ms_buf *b, const char *s, const char *alt, size_t alt_n)
+{
+    size_t start = b->len;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '.' || *p == '@' || *p == '+')
+            ms_buf_putc(b, (char)*p);
+        else
+            ms_buf_printf(b, "_%02x", *p);
+    }
+    if (b->len - start > 80) {
+        /* NAME_MAX is 255: an index instead ("_" then a letter is never an escape) */
+        b->len = start;
+        ms_buf_printf(b, "_%s%zu", alt, alt_n);
+    }
+}
+
+static int
+scenario_fail_write(struct scenario_emit *e, const char *path, int errnum)
+{
+    char buf[128];
+    const char *reason = strerror_r(errnum, buf, sizeof buf);
+    if (e->err) {
+        memset(e->err, 0, sizeof *e->err);
+        if (snprintf(e->err->file, sizeof e->err->file, "%s", path) < 0)
+            e->err->file[0] = '\0';
+    }
+    return ms_error_set(e->err, MOCKSRV_EIO, "%s: cannot write: %s", path, reason);
+}
+
+/* The exact bytes, in one file (replaced if it exists). */
+static int
+scenario_write_file(struct scenario_emit *e, const char *path, const char *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+    if (fd < 0)
+        return scenario_fail_write(e, path, errno);
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int saved = errno;
+            close(fd);
+            return scenario_fail_write(e, path, saved);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (close(fd) != 0)
+        return scenario_fail_write(e, path, errno);
+    return MOCKSRV_OK;
+}
+
+static void
+scenario_emit_message(struct scenario_emit *e, const struct ms_account *acc, size_t acc_i,
+                      const struct ms_mailbox *mb, size_t mb_i, const struct ms_message *m)
+{
+    char date[40];
+    const char *bytes = m->blob->data;
+    size_t len = m->blob->len;
+
+    scenario_emit_map_start(e, 0);
+    scenario_emit_plain(e, "uid");
+    scenario_emit_u64(e, m->uid);
+    /* \Recent belongs to the sessions that saw the message arrive (RFC 3501 2.3.2) */
+    unsigned flags = m->flags & ~(unsigned)MS_FLAG_RECENT;
+    if (flags || m->n_keywords) {
+        scenario_emit_plain(e, "flags");
+        scenario_emit_seq_start(e, 1);
+        for (unsigned bit = 1; bit <= MS_FLAG_DRAFT; bit <<= 1)
+            if (flags & bit)
+                scenario_emit_scalar(e, ms_flag_name(bit), strlen(ms_flag_name(bit)),
+                                     YAML_SINGLE_QUOTED_SCALAR_STYLE);
+        for (size_t i = 0; i < m->n_keywords; i++)
+            scenario_emit_scalar(e, m->keywords[i], strlen(m->keywords[i]),
+                                 YAML_SINGLE_QUOTED_SCALAR_STYLE);
+        scenario_emit_seq_end(e);
+    }
+    if (m->internaldate != 0) {
+        scenario_format_date(date, sizeof date, m->internaldate);
+        scenario_emit_plain(e, "date");
+        scenario_emit_plain(e, date);
+    }
+    if (scenario_inline_ok(bytes, len)) {
+        /* YAML strings carry LF: drop the CRs, the loader puts them back */
+        struct ms_buf text = {0};
+        ms_buf_reserve(&text, len);
+        for (size_t i = 0; i < len; i++)
+            if (bytes[i] != '\r')
+                ms_buf_putc(&text, bytes[i]);
+        scenario_emit_plain(e, "raw");
+        scenario_emit_scalar(e, text.data, text.len, YAML_LITERAL_SCALAR_STYLE);
+        ms_buf_fini(&text);
+        scenario_emit_map_end(e);
+        return;
+    }
+    if (e->rc != MOCKSRV_OK)
+        return;
+    if (!e->out_path) {
+        e->rc = ms_error_set(e->err, MOCKSRV_EINVAL,
+                             "state: message %u of %s/%s needs a file (its bytes are not "
+                             "plain CRLF text) and no output path was given",
+                             m->uid, acc->name, mb->name);
+        return;
+    }
+    if (!e->dir_made) {
+        if (mkdir(e->dir, 0777) != 0 && errno != EEXIST) {
+            e->rc = scenario_fail_write(e, e->dir, errno);
+            return;
+        }
+        e->dir_made = 1;
+    }
+    struct ms_buf name = {0};
+    scenario_file_part(&name, acc->name, "u", acc_i);
+    ms_buf_putc(&name, '-');
+    scenario_file_part(&name, mb->name, "m", mb_i);
+    ms_buf_printf(&name, "-%u.eml", m->uid);
+    char *full = ms_asprintf("%s/%s", e->dir, name.data);
+    char *rel = ms_asprintf("%s/%s", e->dir_rel, name.data);
+    e->rc = scenario_write_file(e, full, bytes, len);
+    scenario_emit_plain(e, "file");
+    scenario_emit_str(e, rel);
+    if (!memchr(bytes, '\r', len) && memchr(bytes, '\n', len)) {
+        /* the loader would turn these LFs into CRLF */
+        scenario_emit_plain(e, "exact");
+        scenario_emit_bool(e, 1);
+    }
+    scenario_emit_map_end(e);
+    free(full);
+    free(rel);
+    ms_buf_fini(&name);
+}
+
+static void
+scenario_emit_mailboxes(struct scenario_emit *e, const struct ms_account *acc, size_t acc_i)
+{
+    scenario_emit_plain(e, "mailboxes");
+    scenario_emit_map_start(e, 0);
+    for (size_t k = 0; k < acc->n_mailboxes; k++) {
+        const struct ms_mailbox *mb = acc->mailboxes[k];
+        scenario_emit_str(e, mb->name);
+        scenario_emit_map_start(e, 0);
+        scenario_emit_plain(e, "uidvalidity");
+        scenario_emit_u64(e, mb->uidvalidity);
+        scenario_emit_plain(e, "uidnext");
+        scenario_emit_u64(e, mb->uidnext);
+        if (mb->special_use) {
+            scenario_emit_plain(e, "special_use");
+            scenario_emit_scalar(e, mb->special_use, strlen(mb->special_use),
+                                 YAML_SINGLE_QUOTED_SCALAR_STYLE);
+        }
+        scenario_emit_plain(e, "subscribed");
+        scenario_emit_bool(e, mb->subscribed);
+        if (mb->n_msgs) {
+            scenario_emit_plain(e, "messages");
+            scenario_emit_seq_start(e, 0);
+            for (size_t i = 0; i < mb->n_msgs; i++)
+                scenario_emit_message(e, acc, acc_i, mb, k, mb->msgs[i]);
+            scenario_emit_seq_end(e);
+        }
+        scenario_emit_map_end(e);
+    }
+    scenario_emit_map_end(e);
+}
+
+static void
+scenario_emit_settings(struct scenario_emit *e, const struct ms_scenario *sc)
+{
+    char buf[64];
+    scenario_emit_plain(e, "version");
+    scenario_emit_u64(e, 1);
+    if (sc->has_seed) {
+        scenario_emit_plain(e, "seed");
+        scenario_emit_u64(e, sc->seed);
+    }
+    scenario_emit_plain(e, "hostname");
+    scenario_emit_str(e, sc->hostname);
+
+    scenario_emit_plain(e, "listeners");
+    scenario_emit_map_start(e, 0);
+    for (size_t i = 0; i < sc->n_listeners; i++) {
+        const struct ms_listener_conf *l = &sc->listeners[i];
+        scenario_emit_str(e, l->name);
+        scenario_emit_map_start(e, 1);
+        scenario_emit_plain(e, "protocol");
+        scenario_emit_plain(e, ms_proto_name(l->protocol));
+        scenario_emit_plain(e, "port");
+        scenario_emit_u64(e, (uint64_t)l->port);
+        scenario_emit_plain(e, "tls");
+        scenario_emit_plain(e, ms_tls_mode_name(l->tls));
+        if (l->host) {
+            scenario_emit_plain(e, "host");
+            scenario_emit_str(e, l->host);
+        }
+        scenario_emit_map_end(e);
+    }
+    scenario_emit_map_end(e);
+
+    if (sc->tls.cert || sc->tls.client_ca || sc->tls.min_version) {
+        scenario_emit_plain(e, "tls");
+        scenario_emit_map_start(e, 0);
+        scenario_emit_path(e, "cert", sc->tls.cert);
+        scenario_emit_path(e, "key", sc->tls.key);
+        scenario_emit_path(e, "client_ca", sc->tls.client_ca);
+        for (size_t i = 0; i < MS_ARRAY_LEN(scenario_tls_versions); i++) {
+            if (scenario_tls_versions[i].value != (unsigned)sc->tls.min_version)
+                continue;
+            scenario_emit_plain(e, "min_version");
+            scenario_emit_scalar(e, scenario_tls_versions[i].name,
+                                 strlen(scenario_tls_versions[i].name),
+                                 YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+        }
+        scenario_emit_map_end(e);
+    }
+
+    scenario_emit_plain(e, "smtp");
+    scenario_emit_map_start(e, 0);
+    scenario_emit_size(e, "max_size", sc->smtp.max_size);
+    scenario_emit_names(e, "auth", sc->smtp.auth, scenario_mechanisms,
+                        MS_ARRAY_LEN(scenario_mechanisms));
+    scenario_emit_plain(e, "require_auth");
+    scenario_emit_bool(e, sc->smtp.require_auth);
+    scenario_emit_names(e, "extensions", sc->smtp.extensions, scenario_extensions,
+                        MS_ARRAY_LEN(scenario_extensions));
+    scenario_emit_plain(e, "deliver");
+    scenario_emit_bool(e, sc->smtp.deliver);
+    scenario_emit_map_end(e);
+
+    scenario_emit_plain(e, "pop3");
+    scenario_emit_map_start(e, 0);
+    scenario_emit_names(e, "auth", sc->pop3.auth, scenario_mechanisms,
+                        MS_ARRAY_LEN(scenario_mechanisms));
+    scenario_emit_plain(e, "apop");
+    scenario_emit_bool(e, sc->pop3.apop);
+    scenario_emit_map_end(e);
+
+    scenario_emit_plain(e, "imap");
+    scenario_emit_map_start(e, 0);
+    scenario_emit_plain(e, "capabilities");
+    if (!sc->imap.capabilities) {
+        scenario_emit_plain(e, "default");
+    } else {
+        scenario_emit_seq_start(e, 1);
+        for (size_t i = 0; i < sc->imap.n_capabilities; i++)
+            scenario_emit_str(e, sc->imap.capabilities[i]);
+        scenario_emit_seq_end(e);
+    }
+    scenario_emit_names(e, "auth", sc->imap.auth, scenario_mechanisms,
+                        MS_ARRAY_LEN(scenario_mechanisms));
+    scenario_emit_map_end(e);
+
+    scenario_emit_plain(e, "limits");
+    scenario_emit_map_start(e, 0);
+    scenario_emit_size(e, "smtp_line_length", sc->limits.smtp_line_length);
+    scenario_emit_size(e, "pop3_line_length", sc->limits.pop3_line_length);
+    scenario_emit_size(e, "imap_line_length", sc->limits.imap_line_length);
+    scenario_emit_size(e, "message_size", sc->limits.message_size);
+    scenario_emit_size(e, "literal_size", sc->limits.literal_size);
+    scenario_emit_plain(e, "sessions");
+    scenario_emit_u64(e, sc->limits.sessions);
+    scenario_format_duration(buf, sizeof buf, (uint64_t)sc->limits.idle_timeout_ms);
+    scenario_emit_plain(e, "idle_timeout");
+    scenario_emit_plain(e, buf);
+    scenario_emit_plain(e, "bad_commands");
+    scenario_emit_u64(e, sc->limits.bad_commands);
+    scenario_emit_map_end(e);
+}
+
+static void
+scenario_emit_user(struct scenario_emit *e, const char *name, const struct ms_user *u,
+                   const struct ms_account *acc, size_t acc_i)
+{
+    scenario_emit_str(e, name);
+    scenario_emit_map_start(e, 0);
+    scenario_emit_plain(e, "password");
+    scenario_emit_str(e, u ? u->password : "");
+    if (u && u->n_addresses) {
+        scenario_emit_plain(e, "addresses");
+        scenario_emit_seq_start(e, 1);
+        for (size_t i = 0; i < u->n_addresses; i++)
+            scenario_emit_str(e, u->addresses[i]);
+        scenario_emit_seq_end(e);
+    }
+    if (acc)
+        scenario_emit_mailboxes(e, acc, acc_i);
+    scenario_emit_map_end(e);
+}
+
+int
+ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *store,
+                         const char *out_path, struct ms_buf *yaml_out,
+                         struct mocksrv_error *err)
+{
+    struct scenario_emit e = {.out = yaml_out, .rc = MOCKSRV_OK, .err = err, .out_path = out_path};
+    size_t start = yaml_out->len;
+    yaml_event_t ev;
+
+    if (out_path) {
+        const char *slash = strrchr(out_path, '/');
+        e.dir = ms_asprintf("%s.d", out_path);
+        e.dir_rel = ms_asprintf("%s.d", slash ? slash + 1 : out_path);
+    }
+    if (!yaml_emitter_initialize(&e.em))
+        ms_die("out of memory (libyaml)");
+    yaml_emitter_set_output(&e.em, scenario_emit_write, yaml_out);
+    yaml_emitter_set_unicode(&e.em, 1);
+    yaml_emitter_set_width(&e.em, -1); /* no folding of long quoted lines */
+    yaml_emitter_set_indent(&e.em, 2);
+    ms_buf_puts(yaml_out, "# mocksrv state: the scenario with its mailboxes as they were at exit.\n");
+
+    scenario_emit_event(&e, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING),
+                        "the stream");
+    scenario_emit_event(&e, &ev, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1),
+                        "the document");
+    scenario_emit_map_start(&e, 0);
+    scenario_emit_settings(&e, sc);
+
+    /* Users of the scenario in its order, each with its account (same name); then accounts
+     * without a user, with an empty password (none today: accounts are made for users). */
+    size_t n_store = store ? store->n_accounts : 0;
+    size_t *user_of = ms_calloc(n_store, sizeof *user_of); /* account -> user + 1, 0: none */
+    size_t n_extra = n_store;
+    for (size_t k = 0; k < n_store; k++)
+        for (size_t i = 0; i < sc->n_users && !user_of[k]; i++)
+            if (strcmp(store->accounts[k]->name, sc->users[i].name) == 0) {
+                user_of[k] = i + 1;
+                n_extra--;
+            }
+    if (sc->n_users || n_extra) {
+        scenario_emit_plain(&e, "users");
+        scenario_emit_map_start(&e, 0);
+        for (size_t i = 0; i < sc->n_users; i++) {
+            size_t k = 0;
+            while (k < n_store && user_of[k] != i + 1)
+                k++;
+            scenario_emit_user(&e, sc->users[i].name, &sc->users[i],
+                               k < n_store ? store->accounts[k] : NULL, k);
+        }
+        for (size_t k = 0; k < n_store; k++)
+            if (!user_of[k])
+                scenario_emit_user(&e, store->accounts[k]->name, NULL, store->accounts[k], k);
+        scenario_emit_map_end(&e);
+    }
+    free(user_of);
+
+    scenario_emit_map_end(&e);
+    scenario_emit_event(&e, &ev, yaml_document_end_event_initialize(&ev, 1), "the document");
+    scenario_emit_event(&e, &ev, yaml_stream_end_event_initialize(&ev), "the stream");
+    if (e.rc == MOCKSRV_OK && !yaml_emitter_flush(&e.em))
+        scenario_emit_fail_yaml(&e, "the document");
+    yaml_emitter_delete(&e.em);
+    free(e.dir);
+    free(e.dir_rel);
+    if (e.rc != MOCKSRV_OK) {
+        yaml_out->len = start;
+        if (yaml_out->data)
+            yaml_out->data[start] = '\0';
+    }
+    return e.rc;
 }

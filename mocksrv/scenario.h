@@ -18,9 +18,32 @@
  *             down to a whole millisecond ("1.5s").
  *   string    any scalar but a plain null (nothing, ~, null); never with a NUL byte.
  *   section   a mapping; a section key with nothing after it ("smtp:") is an empty one.
+ *   date      ISO 8601 / YAML timestamp: 2024-05-01T09:00:00Z, 2024-05-01T11:00:00+02:00,
+ *             2024-05-01 09:00:00 -5, 2024-05-01 (midnight UTC); no zone = UTC; fractions of a
+ *             second are dropped. Years 0000..9999.
  * Not accepted: aliases (*x), several documents in one file, nesting deeper than 64 levels,
- * and the keys of later stages (faults, expect, users.*.mailboxes, listeners.*.script), which
- * are errors saying "not supported yet by this version".
+ * and the keys of later stages (faults, expect, listeners.*.script), which are errors saying
+ * "not supported yet by this version".
+ *
+ * Mailboxes (users.NAME.mailboxes, SPEC 3.2): a mapping of mailbox name -> settings (or
+ * nothing). Names are non-empty, without control characters, '*' or '%', without a leading or
+ * trailing '/' or "//"; "inbox" in any case is INBOX (stored as "INBOX"), and two spellings of
+ * it are a duplicate. Keys: uidvalidity (1 .. 2^32-1), uidnext (above every UID, 1 .. 2^32-1),
+ * special_use (\All \Archive \Drafts \Flagged \Junk \Sent \Trash, RFC 6154; any case,
+ * stored as spelled here), subscribed (default true), messages (a list). Each message has
+ * exactly one of
+ *   file: PATH       read at load, relative to the scenario's directory (for the embedded
+ *                    default: among ms_embedded_files); LF-only files (no CR anywhere) are
+ *                    converted to CRLF, any other file is taken byte for byte;
+ *   raw: STRING      every LF not preceded by a CR becomes CRLF; nothing is added at the end
+ *                    (a literal block "|" ends in one line end, "|-" in none);
+ *   generate: { count: 1 .. 1000000, size: 64B .. limits.message_size, default 4KiB }
+ * and optionally flags (system flags \Seen \Answered \Flagged \Deleted \Draft, any case;
+ * \Recent is the server's; anything else is a keyword, an IMAP atom), date (INTERNALDATE),
+ * uid (1 .. 2^32-2; given UIDs ascend strictly in file order, a message without one takes the
+ * next; generate's uid is its first) and exact (true: no LF -> CRLF conversion). A file or raw
+ * message, and a generate size, must not exceed limits.message_size. A user without mailboxes
+ * has an INBOX; a user whose mailboxes do not list INBOX gets one first.
  *
  * Defaults: version 1, no seed, hostname "localhost", listeners: only "smtp" on 3025 with
  * tls none (until TLS lands), no users; every other default is in the comments below.
@@ -123,11 +146,53 @@ struct ms_limits {
 
 /* Names and addresses are unique across users, ASCII case-insensitively. Addresses look like
  * local@domain (no blanks, no <>,;"). The password is required (it may be ""). */
+/* One entry of users.*.mailboxes.*.messages (SPEC 3.2). */
+enum ms_message_source { MS_MSG_FILE, MS_MSG_RAW, MS_MSG_GENERATE };
+
+struct ms_message_conf {
+    enum ms_message_source source;
+    /* MS_MSG_FILE and MS_MSG_RAW: the exact message bytes, read at load time. A file with
+     * LF-only line ends (no CR anywhere) is converted to CRLF; otherwise bytes are exact. A raw
+     * string always gets CRLF line ends (YAML strings carry LF). bytes[len] is NUL. */
+    char *bytes;
+    size_t len;
+    char *file;             /* MS_MSG_FILE: the path as written in the scenario */
+    /* MS_MSG_GENERATE: count messages of about size bytes each, from the seed */
+    size_t gen_count;
+    size_t gen_size;
+    /* all kinds (for generate: applied to every generated message) */
+    unsigned flags;         /* MS_FLAG_* of store.h */
+    char **keywords;        /* non-system flags, e.g. "$Label1" */
+    size_t n_keywords;
+    int64_t date;           /* INTERNALDATE, seconds since the epoch; 0 = not given */
+    uint32_t uid;           /* 0 = assigned ascending (for generate: the first UID) */
+    struct ms_pos pos;
+    /* additions */
+    int exact;              /* `exact: true`: no LF -> CRLF conversion of a file or raw */
+    struct ms_pos src_pos;  /* of the file, raw or generate value (size checks, messages) */
+};
+
+struct ms_mailbox_conf {
+    char *name;             /* "INBOX", "Archive/2023" */
+    uint32_t uidvalidity;   /* 0 = not given */
+    char *special_use;      /* "\\Sent" ..., or NULL */
+    int subscribed;         /* default 1 */
+    struct ms_message_conf *messages;
+    size_t n_messages;
+    struct ms_pos pos;
+    /* additions */
+    uint32_t uidnext;       /* 0 = not given; else above every UID of the messages. The store
+                             * sets the mailbox's uidnext to at least this (--state-out keeps
+                             * it across a round trip). */
+};
+
 struct ms_user {
     char *name;
     char *password;
     char **addresses;
     size_t n_addresses;
+    struct ms_mailbox_conf *mailboxes; /* in file order; INBOX exists even when not listed */
+    size_t n_mailboxes;
     struct ms_pos pos;
 };
 
@@ -174,8 +239,55 @@ const struct ms_user *ms_scenario_find_user(const struct ms_scenario *sc, const 
 const struct ms_listener_conf *ms_scenario_find_listener(const struct ms_scenario *sc,
                                                          const char *name);
 
+/* Files embedded in the binary at build time by cmake/embed.cmake (the EMBED_INPUTS of
+ * CMakeLists.txt), named by their path below fixtures/: "scenarios/default.yaml",
+ * "mail/sample-plain.eml". Read-only; data[len] is a NUL not counted in len. */
+struct ms_embedded_file {
+    const char *name;
+    const unsigned char *data;
+    size_t len;
+};
+extern const struct ms_embedded_file ms_embedded_files[];
+extern const size_t ms_embedded_files_count;
+/* The embedded file of that exact name, or NULL. */
+const struct ms_embedded_file *ms_embedded_find(const char *name);
+
+/* Like ms_scenario_load_string, but `file:` paths resolve among ms_embedded_files, relative to
+ * embedded_dir (the directory below fixtures/ the scenario came from, e.g. "scenarios", so
+ * "../mail/x.eml" is "mail/x.eml"). ms_scenario_load_default is this with the embedded
+ * "scenarios/default.yaml". */
+int ms_scenario_load_string_embedded(const char *yaml, size_t len, const char *name,
+                                     const char *embedded_dir, struct ms_scenario **sc_r,
+                                     struct mocksrv_error *err);
+
+struct ms_store;
+
+/* Formats the state for --state-out (SPEC 2): a complete scenario document - the settings of
+ * sc (version, seed, hostname, listeners, tls, smtp, pop3, imap, limits, users with password
+ * and addresses) with users.*.mailboxes taken from the store: every account, every mailbox with
+ * uidvalidity, uidnext, special_use, subscribed, and every message with its uid, flags and
+ * keywords (\Recent left out: it belongs to sessions), date (UTC) and bytes. Bytes that are
+ * printable ASCII with CRLF line ends and no blank before a line end go inline as a `raw`
+ * literal block; any other message is written byte for byte to
+ * "<out_path>.d/<user>-<mailbox>-<uid>.eml" (names escaped: characters other than letters,
+ * digits, '.', '@' and '+' become _XX) and referenced by a `file:` path relative to out_path's
+ * directory, with `exact: true` when the loader would otherwise convert its line ends.
+ * The document is appended to yaml_out; the caller writes it to out_path (this function does
+ * not). Relative tls paths are made absolute. out_path may be NULL when no message needs a
+ * file. Loading the document with ms_scenario_load_file(out_path) and building a store from it
+ * gives the same accounts, mailboxes and messages.
+ * Returns MOCKSRV_OK; MOCKSRV_EIO (err names the file and the OS reason) when a message file
+ * cannot be written; MOCKSRV_EINVAL when a message needs a file and out_path is NULL, or a
+ * name in the store cannot be written as YAML (not UTF-8). On error yaml_out is unchanged
+ * (message files already written stay). Call it from the thread that owns the store. */
+int ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *store,
+                             const char *out_path, struct ms_buf *yaml_out,
+                             struct mocksrv_error *err);
+
 /* Parsing of scalar values, shared with the CLI options. Return 0 or MOCKSRV_EINVAL. */
 int ms_parse_size(const char *s, size_t *out);         /* 4096, 4KiB, 4KB, 10MB, 1GiB, 10M */
 int ms_parse_duration(const char *s, int64_t *ms_out); /* 250ms, 2s, 1m, 1h, 1.5s; bare = s */
+/* The date grammar above, to seconds since the epoch (UTC). */
+int ms_parse_date(const char *s, int64_t *out);
 
 #endif

@@ -56,7 +56,7 @@ ms_msg_free(struct ms_msg *m)
     free(m->rcpt_to);
     free(m->rcpt_params);
     free(m->auth_user);
-    free(m->data);
+    ms_blob_unref(&m->blob);
     free(m->spool_path);
     free(m);
 }
@@ -82,7 +82,7 @@ server_msg_json(const struct ms_msg *m)
                         m->auth_user ? ms_json_bytes(m->auth_user, strlen(m->auth_user))
                                      : json_null());
     json_object_set_new(o, "tls", json_boolean(m->tls));
-    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+    json_object_set_new(o, "size", json_integer((json_int_t)m->blob->len));
     json_object_set_new(o, "received_ms", json_integer(m->received_ms));
     return o;
 }
@@ -119,6 +119,33 @@ server_write_file(const char *dir, const char *name, const char *p, size_t n,
     return MOCKSRV_OK;
 }
 
+/* smtp.deliver: the message lands in the INBOX of every recipient who is a user (by name or
+ * address), once per user however many of its addresses were given. Returns the users. */
+static json_t *
+server_deliver(struct ms_server *srv, struct ms_msg *m)
+{
+    json_t *users = json_array();
+    if (!srv->sc->smtp.deliver || !srv->store)
+        return users;
+    for (size_t i = 0; i < m->rcpt_count; i++) {
+        const struct ms_user *u = ms_scenario_find_user(srv->sc, m->rcpt_to[i]);
+        if (!u)
+            continue;
+        int seen = 0;
+        size_t k;
+        json_t *v;
+        json_array_foreach(users, k, v) seen |= strcmp(json_string_value(v), u->name) == 0;
+        if (seen)
+            continue;
+        struct ms_account *acc = ms_store_account(srv->store, u->name, 1);
+        struct ms_mailbox *inbox = ms_store_mailbox(acc, "INBOX");
+        ms_store_append(inbox, ms_blob_ref(m->blob), MS_FLAG_RECENT, NULL, 0,
+                        m->received_ms / 1000, 0);
+        json_array_append_new(users, json_string(u->name));
+    }
+    return users;
+}
+
 int
 ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_error *err)
 {
@@ -126,7 +153,7 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
     if (srv->spool_dir) {
         char name[64];
         snprintf(name, sizeof name, "%06u.eml", m->id);
-        int rc = server_write_file(srv->spool_dir, name, m->data, m->size, err);
+        int rc = server_write_file(srv->spool_dir, name, m->blob->data, m->blob->len, err);
         if (rc == MOCKSRV_OK) {
             json_t *env = server_msg_json(m);
             char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -147,8 +174,10 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
         m->spool_path = ms_asprintf("%s/%06u.eml", srv->spool_dir, m->id);
     }
 
+    json_t *delivered = server_deliver(srv, m);
     json_t *ev = ms_event_new(&srv->events, "message", m->session, m->listener);
     json_t *body = server_msg_json(m);
+    json_object_set_new(body, "delivered_to", delivered);
     json_object_del(body, "session");
     json_object_del(body, "listener");
     json_object_set_new(body, "spool", m->spool_path ? json_string(m->spool_path) : json_null());
@@ -221,6 +250,9 @@ session_main(void *arg)
     case MS_PROTO_SMTP:
     case MS_PROTO_LMTP:
         ms_smtp_session(s);
+        break;
+    case MS_PROTO_POP3:
+        ms_pop3_session(s);
         break;
     default:
         s->close_reason = MS_CLOSE_ERROR;
@@ -398,6 +430,11 @@ server_on_request(void *arg, uint32_t events)
     (void)events;
     while (read(srv->request_fd, &v, sizeof v) > 0) {
     }
+    if (srv->reload_requested) {
+        srv->reload_requested = 0;
+        struct mocksrv_error err = {0};
+        ms_server_reload(srv, &err);
+    }
     if (srv->shutdown_requested)
         ms_server_begin_shutdown(srv);
 }
@@ -520,6 +557,11 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
     struct ms_scenario *sc = srv->sc;
     if (!srv->seed_set)
         srv->seed = sc->has_seed ? sc->seed : ((uint64_t)ms_wall_ms() * 2654435761u) ^ getpid();
+    if (!srv->store) {
+        rc = ms_store_load_scenario(sc, srv->seed, &srv->store, err);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
     if (!srv->loop)
         srv->loop = ms_loop_create();
     srv->request_fd = -1;
@@ -549,7 +591,8 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
     }
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct ms_listener *l = &srv->listeners[i];
-        if (l->protocol != MS_PROTO_SMTP && l->protocol != MS_PROTO_LMTP) {
+        if (l->protocol != MS_PROTO_SMTP && l->protocol != MS_PROTO_LMTP &&
+            l->protocol != MS_PROTO_POP3) {
             rc = ms_error_set(err, MOCKSRV_EUNSUPPORTED,
                               "listener %s: protocol %s is not supported by this version", l->name,
                               ms_proto_name(l->protocol));
@@ -582,5 +625,87 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
 
 fail:
     ms_server_unbind(srv);
+    return rc;
+}
+
+/* ---- model: scenario and store, reload ---- */
+
+static void
+server_retire(struct ms_server *srv)
+{
+    if (srv->sc) {
+        srv->retired_sc = ms_realloc(srv->retired_sc,
+                                     (srv->n_retired_sc + 1) * sizeof *srv->retired_sc);
+        srv->retired_sc[srv->n_retired_sc++] = srv->sc;
+    }
+    if (srv->store) {
+        srv->retired_st = ms_realloc(srv->retired_st,
+                                     (srv->n_retired_st + 1) * sizeof *srv->retired_st);
+        srv->retired_st[srv->n_retired_st++] = srv->store;
+    }
+    srv->sc = NULL;
+    srv->store = NULL;
+}
+
+void
+ms_server_free_model(struct ms_server *srv)
+{
+    server_retire(srv);
+    for (size_t i = 0; i < srv->n_retired_sc; i++)
+        ms_scenario_destroy(&srv->retired_sc[i]);
+    for (size_t i = 0; i < srv->n_retired_st; i++)
+        ms_store_destroy(&srv->retired_st[i]);
+    free(srv->retired_sc);
+    free(srv->retired_st);
+    srv->retired_sc = NULL;
+    srv->retired_st = NULL;
+    srv->n_retired_sc = srv->n_retired_st = 0;
+}
+
+int
+ms_server_reload(struct ms_server *srv, struct mocksrv_error *err)
+{
+    struct ms_scenario *sc = NULL;
+    int rc;
+    if (srv->scenario_path)
+        rc = ms_scenario_load_file(srv->scenario_path, &sc, err);
+    else if (srv->scenario_text)
+        rc = ms_scenario_load_string(srv->scenario_text, srv->scenario_len, srv->scenario_name,
+                                     ".", &sc, err);
+    else
+        rc = ms_scenario_load_default(&sc, err);
+    if (rc != MOCKSRV_OK)
+        goto report;
+    struct ms_store *store = NULL;
+    uint64_t seed = srv->seed_set ? srv->seed : sc->has_seed ? sc->seed : srv->seed;
+    rc = ms_store_load_scenario(sc, seed, &store, err);
+    if (rc != MOCKSRV_OK) {
+        ms_scenario_destroy(&sc);
+        goto report;
+    }
+    /* POP3 maildrop locks belong to the sessions, which survive the reload. */
+    for (size_t i = 0; srv->store && i < srv->store->n_accounts; i++) {
+        struct ms_account *old = srv->store->accounts[i];
+        struct ms_account *acc = ms_store_account(store, old->name, 0);
+        if (acc)
+            acc->pop3_locked = old->pop3_locked;
+    }
+    server_retire(srv);
+    srv->sc = sc;
+    srv->store = store;
+    srv->seed = seed;
+report:
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_event_new(&srv->events, "reload", 0, NULL);
+        json_object_set_new(ev, "ok", json_boolean(rc == MOCKSRV_OK));
+        if (rc != MOCKSRV_OK && err)
+            json_object_set_new(ev, "error", json_string(err->message));
+        ms_event_emit(&srv->events, ev);
+    }
+    if (rc != MOCKSRV_OK)
+        ms_log_error(&srv->events, "reload failed, keeping the previous scenario: %s",
+                     err ? err->message : mocksrv_strerror(rc));
+    else
+        ms_log_info(&srv->events, "reloaded the scenario");
     return rc;
 }

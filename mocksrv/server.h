@@ -19,6 +19,7 @@
 #include "events.h"
 #include "runtime.h"
 #include "scenario.h"
+#include "store.h"
 
 struct ms_server;
 
@@ -74,8 +75,7 @@ struct ms_msg {
     char *auth_user;
     int tls;
     int64_t received_ms;
-    char *data;
-    size_t size;
+    struct ms_blob *blob;  /* the exact bytes, shared with the recipients' INBOXes */
     char *spool_path;
 };
 
@@ -86,8 +86,19 @@ struct ms_listen_override {
 };
 
 struct ms_server {
-    /* configuration, fixed once bound */
+    /* configuration, fixed once bound (the scenario and store are replaced by a reload) */
     struct ms_scenario *sc;
+    struct ms_store *store;      /* built from sc at bind and at each reload */
+    char *scenario_path;         /* file the scenario came from, for reloads (NULL: not a file) */
+    char *scenario_text;         /* or the string it came from */
+    size_t scenario_len;
+    char *scenario_name;
+    /* replaced scenarios and stores: sessions may still point into them, so they live until
+     * the server is freed (reloads are rare) */
+    struct ms_scenario **retired_sc;
+    size_t n_retired_sc;
+    struct ms_store **retired_st;
+    size_t n_retired_st;
     int ephemeral;
     char *bind_host;
     uint64_t seed;
@@ -128,6 +139,7 @@ struct ms_server {
     pthread_t thread;
     int thread_running;
     volatile int shutdown_requested;
+    volatile int reload_requested;
 };
 
 /* Fills srv->sc with the default scenario if none was loaded. */
@@ -135,6 +147,11 @@ int ms_server_ensure_scenario(struct ms_server *srv, struct mocksrv_error *err);
 int ms_server_bind(struct ms_server *srv, struct mocksrv_error *err);
 void ms_server_begin_shutdown(struct ms_server *srv);
 void ms_server_unbind(struct ms_server *srv);
+/* Re-reads the scenario (file or string) and rebuilds the store; listeners and sessions stay.
+ * On error the previous state is kept. Loop thread only. */
+int ms_server_reload(struct ms_server *srv, struct mocksrv_error *err);
+/* Frees the scenario, the store and everything retired. */
+void ms_server_free_model(struct ms_server *srv);
 
 /* Records an accepted message: spool files written and renamed, list updated, event emitted.
  * Takes ownership of m. Returns MOCKSRV_OK or MOCKSRV_EIO (spool write failed: m is freed). */
@@ -149,7 +166,31 @@ void ms_session_command_event(struct ms_session *s, const char *line, size_t len
 /* Read deadline for the next command: now + limits.idle_timeout. */
 int64_t ms_session_deadline(struct ms_session *s);
 
+/* Writes a reply (one or more CRLF lines) and emits its "reply" event with at most event_lines
+ * lines (0 = all; the rest counted as more_bytes: a RETR body is not copied into events). */
+void ms_session_reply(struct ms_session *s, const char *p, size_t n, size_t event_lines);
+/* An "auth" event; mech 0 means USER/PASS or LOGIN-style plain credentials. */
+void ms_session_auth_event(struct ms_session *s, const char *user, unsigned mech, int ok);
+
+enum ms_sasl_outcome {
+    MS_SASL_SUCCESS,   /* *user_r is the authenticated user */
+    MS_SASL_FAILURE,   /* wrong credentials */
+    MS_SASL_CANCELED,  /* the client sent "*" */
+    MS_SASL_MALFORMED, /* bad base64 or a malformed message */
+    MS_SASL_TOO_LONG,  /* a continuation line over line_limit */
+    MS_SASL_TRANSPORT, /* the connection ended or timed out: *rc_r says how */
+};
+
+/* Runs a SASL exchange for mech (MS_AUTH_*) after the protocol's own checks: challenges are sent
+ * as PREFIX + base64 (SMTP "334 ", POP3 and IMAP "+ "), continuation lines read with line_limit
+ * and reported as command events, the credentials checked against the scenario's users. The
+ * engine sends the final reply. */
+enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial,
+                                     const char *prefix, size_t line_limit,
+                                     const struct ms_user **user_r, int *rc_r);
+
 /* Protocol engines: run in the session's coroutine; return when the session is over. */
 void ms_smtp_session(struct ms_session *s);
+void ms_pop3_session(struct ms_session *s);
 
 #endif

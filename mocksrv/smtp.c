@@ -67,21 +67,7 @@ smtp_has(const struct smtp *sm, unsigned ext)
 static void
 smtp_send(struct smtp *sm)
 {
-    ms_conn_write(sm->c, sm->reply.data, sm->reply.len);
-    if (ms_events_wanted(&sm->srv->events)) {
-        json_t *ev = ms_session_event(sm->s, "reply");
-        json_t *lines = json_array();
-        const char *p = sm->reply.data, *end = p + sm->reply.len;
-        while (p < end) {
-            const char *eol = memchr(p, '\r', (size_t)(end - p));
-            if (!eol)
-                eol = end;
-            json_array_append_new(lines, ms_json_bytes(p, (size_t)(eol - p)));
-            p = eol + 2;
-        }
-        json_object_set_new(ev, "lines", lines);
-        ms_session_emit(sm->s, ev);
-    }
+    ms_session_reply(sm->s, sm->reply.data, sm->reply.len, 0);
     ms_buf_clear(&sm->reply);
 }
 
@@ -163,7 +149,9 @@ smtp_store(struct smtp *sm, struct ms_buf *data)
     m->auth_user = sm->s->auth_user ? ms_strdup(sm->s->auth_user) : NULL;
     m->tls = sm->s->tls;
     m->received_ms = ms_wall_ms();
-    m->data = ms_buf_steal(data, &m->size);
+    size_t len;
+    char *bytes = ms_buf_steal(data, &len);
+    m->blob = ms_blob_take(bytes, len);
     struct mocksrv_error err;
     if (ms_server_add_message(sm->srv, m, &err) != MOCKSRV_OK)
         return 0;
@@ -741,35 +729,6 @@ smtp_cmd_help(struct smtp *sm, const char *verb, const char *args)
                sm->sc->smtp.auth ? " AUTH" : "");
 }
 
-/* Reads one SASL continuation line. Returns 1 with the line, 0 when the session must end. */
-static int
-smtp_auth_read(struct smtp *sm, struct ms_line *line)
-{
-    int rc = ms_conn_read_line(sm->c, SMTP_AUTH_LINE_MAX, ms_session_deadline(sm->s), line);
-    if (rc == MOCKSRV_ETOOLONG) {
-        line->data = NULL;
-        return 1;
-    }
-    if (rc != MOCKSRV_OK) {
-        smtp_transport_end(sm, rc);
-        return 0;
-    }
-    ms_session_command_event(sm->s, line->data, line->len);
-    return 1;
-}
-
-static void
-smtp_auth_event(struct smtp *sm, const char *user, unsigned mech, int ok)
-{
-    if (!ms_events_wanted(&sm->srv->events))
-        return;
-    json_t *ev = ms_session_event(sm->s, "auth");
-    json_object_set_new(ev, "user", user ? ms_json_bytes(user, strlen(user)) : json_null());
-    json_object_set_new(ev, "mechanism", json_string(ms_sasl_mech_name(mech)));
-    json_object_set_new(ev, "ok", json_boolean(ok));
-    ms_session_emit(sm->s, ev);
-}
-
 static void
 smtp_cmd_auth(struct smtp *sm, const char *verb, const char *args)
 {
@@ -801,50 +760,30 @@ smtp_cmd_auth(struct smtp *sm, const char *verb, const char *args)
         return;
     }
     const char *initial = sp ? sp + 1 : NULL;
-    struct ms_sasl *sasl = ms_sasl_create(mech, sm->sc->hostname, sm->srv->seed ^ sm->s->id);
-    const char *challenge = NULL;
-    enum ms_sasl_result r =
-        ms_sasl_step(sasl, initial, initial ? strlen(initial) : 0, &challenge);
-    struct ms_line line;
-    while (r == MS_SASL_CONTINUE) {
-        smtp_reply(sm, 334, NULL, "%s", challenge);
-        if (!smtp_auth_read(sm, &line))
-            goto out;
-        if (line.data && line.len == 1 && line.data[0] == '*') {
-            /* RFC 4954 section 4: the client cancels. */
-            smtp_error(sm, 501, "5.7.0", "Authentication aborted");
-            goto out;
-        }
-        if (!line.data) {
-            smtp_error(sm, 500, "5.5.6", "Authentication exchange line is too long");
-            goto out;
-        }
-        r = ms_sasl_step(sasl, line.data, line.len, &challenge);
-    }
-    if (r == MS_SASL_BAD) {
-        smtp_error(sm, 501, "5.5.2", "Cannot decode response");
-        goto out;
-    }
-    const char *user = ms_sasl_user(sasl);
-    const struct ms_user *u = user ? ms_scenario_find_user(sm->sc, user) : NULL;
-    int ok = u && u->password && ms_sasl_check(sasl, u->password);
-    smtp_auth_event(sm, user, mech, ok);
-    if (ok) {
+    const struct ms_user *u = NULL;
+    int rc;
+    switch (ms_session_sasl(sm->s, mech, initial, "334 ", SMTP_AUTH_LINE_MAX, &u, &rc)) {
+    case MS_SASL_SUCCESS:
         sm->s->auth_user = ms_strdup(u->name);
         smtp_reply(sm, 235, "2.7.0", "Authentication successful");
-        goto out;
+        break;
+    case MS_SASL_FAILURE:
+        smtp_error(sm, 535, "5.7.8", "Error: authentication failed");
+        break;
+    case MS_SASL_CANCELED:
+        /* RFC 4954 section 4 */
+        smtp_error(sm, 501, "5.7.0", "Authentication aborted");
+        break;
+    case MS_SASL_MALFORMED:
+        smtp_error(sm, 501, "5.5.2", "Cannot decode response");
+        break;
+    case MS_SASL_TOO_LONG:
+        smtp_error(sm, 500, "5.5.6", "Authentication exchange line is too long");
+        break;
+    case MS_SASL_TRANSPORT:
+        smtp_transport_end(sm, rc);
+        break;
     }
-    const char *fail = ms_sasl_failure_challenge(sasl);
-    if (fail) {
-        /* XOAUTH2 / OAUTHBEARER (RFC 7628 3.2.3): an error challenge, the client's dummy
-         * response, then the failure. */
-        smtp_reply(sm, 334, NULL, "%s", fail);
-        if (!smtp_auth_read(sm, &line))
-            goto out;
-    }
-    smtp_error(sm, 535, "5.7.8", "Error: authentication failed");
-out:
-    ms_sasl_destroy(&sasl);
 }
 
 /* ---- dispatch ---- */

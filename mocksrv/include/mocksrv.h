@@ -116,6 +116,13 @@ MOCKSRV_API int mocksrv_step(struct mocksrv *srv, int timeout_ms);
  * Any thread. */
 MOCKSRV_API void mocksrv_shutdown(struct mocksrv *srv);
 
+/* Re-reads the scenario (the same file or string) and rebuilds the mailboxes and settings without
+ * dropping listeners or sessions (SIGHUP in the CLI). New listeners in the scenario are not
+ * opened. On error the previous state stays. In thread mode (mocksrv_start) the reload is done
+ * asynchronously on the server's thread, any thread may call it, and errors are reported on
+ * stderr and as a "reload" event; in stepped mode it is synchronous. */
+MOCKSRV_API int mocksrv_reload(struct mocksrv *srv, struct mocksrv_error *err);
+
 /* Binds, then runs the loop on a new thread; returns when every listener accepts. */
 MOCKSRV_API int mocksrv_start(struct mocksrv *srv, struct mocksrv_error *err);
 /* Graceful stop; waits for the loop to end (thread or stepped). Returns the number of unmet

@@ -9,6 +9,10 @@ Measured in one run, interleaved round by round (so drift hits every row alike):
                        succeeds and the 220 greeting is read: the same method as the peer
   smtp-sink first 220  Postfix smtp-sink (peer): fork/exec of `smtp-sink 127.0.0.1:PORT 100` until
                        a poll-connect succeeds and its 220 greeting is read
+  dovecot first 220   Dovecot (optional peer, only if dovecot-core and dovecot-lmtpd are
+                       installed): fork/exec of `dovecot -F -c CONF` with one LMTP inet listener
+                       until its 220 greeting is read (its master forks the lmtp process then);
+                       fewer runs (--dovecot-n, default 30), as stopping Dovecot takes ~1 s
   /bin/true exit       fork/exec of /bin/true until it has exited: the floor Python's spawn puts
                        under every row
 
@@ -20,9 +24,11 @@ Usage: bench_spawn.py [-n RUNS]   (default 200)
 
 import argparse
 import json
+import shutil
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -68,6 +74,45 @@ def sample_first_220(make_cmd, name):
     raise RuntimeError(f"{name}: no 220 greeting after 5 attempts ({' '.join(cmd)})")
 
 
+DOVECOT = "/usr/sbin/dovecot"
+DOVECOT_LMTP = "/usr/lib/dovecot/lmtp"
+DOVECOT_CONF = """\
+# bench_spawn.py: Dovecot with one LMTP listener on 127.0.0.1, nothing else.
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  unix_listener lmtp {{
+    mode = 0
+  }}
+}}
+passdb {{
+  driver = static
+  args = nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={dir}/home
+}}
+mail_location = maildir:{dir}/mail/%u
+"""
+
+
+def dovecot_cmd(tmp, port):
+    conf = os.path.join(tmp, f"dovecot-{port}.conf")
+    os.makedirs(os.path.join(tmp, str(port)), exist_ok=True)
+    with open(conf, "w", encoding="utf-8") as f:
+        f.write(DOVECOT_CONF.format(dir=os.path.join(tmp, str(port)), port=port))
+    return [DOVECOT, "-F", "-c", conf]
+
+
 def sample_true():
     t0 = time.perf_counter_ns()
     proc = subprocess.Popen(["/bin/true"], stdin=subprocess.DEVNULL)
@@ -82,8 +127,11 @@ def sample_true():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=200, help="runs per row (default 200)")
+    ap.add_argument("--dovecot-n", type=int, default=30,
+                    help="runs of the Dovecot row (default 30: its stop takes about a second)")
     args = ap.parse_args()
     n = max(1, min(args.n, 100000))
+    dovecot_n = max(0, min(args.dovecot_n, n))
 
     rows = [
         ("mocksrv --ephemeral: ready line", sample_mocksrv_ready),
@@ -94,6 +142,12 @@ def main():
     if bl.have(bl.SMTP_SINK):
         rows.append(("smtp-sink 127.0.0.1:PORT 100: first 220",
                      lambda: sample_first_220(lambda p: bl.smtp_sink_cmd(p), "smtp-sink")))
+    tmp = None
+    if dovecot_n and bl.have(DOVECOT) and bl.have(DOVECOT_LMTP):
+        tmp = tempfile.mkdtemp(prefix="mocksrv-bench-dovecot-")
+        os.chmod(tmp, 0o755)  # Dovecot's unprivileged processes must reach its base_dir
+        rows.append(("dovecot -F (LMTP listener): first 220",
+                     lambda: sample_first_220(lambda p: dovecot_cmd(tmp, p), "dovecot")))
     rows.append(("/bin/true: spawn to exit (floor)", sample_true))
 
     samples = {name: [] for name, _ in rows}
@@ -102,19 +156,27 @@ def main():
         # Rotate the order each round so no row always runs right after another.
         for k in range(len(rows)):
             name, fn = rows[(i + k) % len(rows)]
+            if name.startswith("dovecot") and i >= dovecot_n:
+                continue
             samples[name].append(fn())
-        if time.monotonic() - started > 300:
-            print(f"bench_spawn: stopping after {i + 1} rounds (5 min cap)", file=sys.stderr)
+        if time.monotonic() - started > 120:
+            print(f"bench_spawn: stopping after {i + 1} rounds (2 min cap)", file=sys.stderr)
             break
 
     out = ["## Spawn to ready", "",
-           f"{bl.now_utc()}, {bl.machine()}; `{' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`",
+           f"{bl.now_utc()}, {bl.machine()}; `{' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`; "
+           f"poll-connect every 0.1 ms",
            "", "| what | n | median ms | p90 ms | min ms | max ms |",
            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, _ in rows:
         s = bl.summary_ms(samples[name])
         out.append(f"| {name} | {s['n']} | {s['median']:.2f} | {s['p90']:.2f} | "
                    f"{s['min']:.2f} | {s['max']:.2f} |")
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        out.append("\nDovecot not run: dovecot-core and dovecot-lmtpd are not both installed "
+                   "(optional; `BENCH_DOVECOT=1 ci/bench.sh` installs them).")
     if not bl.have(bl.SMTP_SINK):
         out.append("\nsmtp-sink not run: /usr/sbin/smtp-sink missing (package postfix).")
     med = bl.summary_ms(samples[rows[0][0]])["median"]

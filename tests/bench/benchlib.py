@@ -12,6 +12,7 @@ Environment:
 
 import datetime
 import json
+import math
 import os
 import platform
 import select
@@ -63,7 +64,12 @@ def machine():
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, load average {load}"
 
 
 def now_utc():
@@ -73,7 +79,7 @@ def now_utc():
 def quantile(values, q):
     """Nearest-rank quantile (q in 0..1) of a non-empty list."""
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(q * len(s)) - 1))
     return s[k]
 
 

@@ -103,6 +103,7 @@ class Mocksrv:
         self.returncode = None
         self.killed = False
         self.stdout_rest = b""  # stdout bytes read after the ready line
+        self._cache = None  # (stderr text, events bytes) kept by cleanup()
 
     # ---- lifecycle ----
 
@@ -243,8 +244,11 @@ class Mocksrv:
             self.proc.stdout.close()
 
     def cleanup(self):
+        """Removes the temporary directory; stderr and the events stay readable (cached)."""
         if not self._stderr.closed:
             self._stderr.close()
+        if self.tmpdir and self._cache is None:
+            self._cache = (self.stderr_text(), self._events_bytes())
         if self.tmpdir and not os.environ.get("MOCKSRV_KEEP"):
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -277,6 +281,8 @@ class Mocksrv:
     # ---- outputs ----
 
     def stderr_text(self):
+        if self._cache is not None:
+            return self._cache[0]
         try:
             with open(self.stderr_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
@@ -306,14 +312,18 @@ class Mocksrv:
                  what="%d spooled message(s)" % count)
         return [self.message(i) for i in self.spool_ids()]
 
-    def events(self):
-        """Every complete line of the events file, each checked to be one JSON object."""
+    def _events_bytes(self):
+        if self._cache is not None:
+            return self._cache[1]
         try:
             with open(self.events_path, "rb") as f:
-                data = f.read()
+                return f.read()
         except FileNotFoundError:
-            return []
-        return parse_event_lines(data)
+            return b""
+
+    def events(self):
+        """Every complete line of the events file, each checked to be one JSON object."""
+        return parse_event_lines(self._events_bytes())
 
     def wait_event(self, predicate, timeout=IO_TIMEOUT, what="an event"):
         def find():

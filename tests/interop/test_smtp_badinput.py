@@ -281,7 +281,7 @@ class ErrorLimitTest(ServerCase):
 
     def test_mixed_errors_count(self):
         c = self.client()
-        self.assertEqual(c.cmd("MAIL FROM:bad address"), "501 5.5.4 Syntax: MAIL FROM:<address>")
+        self.assertEqual(c.cmd("MAIL FROM:<unclosed"), "501 5.5.4 Syntax: MAIL FROM:<address>")
         self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")
         self.assertEqual(c.cmd("RCPT TO:<a@b>"), "503 5.5.1 Error: need MAIL command")
         c.send(b"x" * 700 + b"\r\n")
@@ -343,18 +343,18 @@ class SessionsTest(ServerCase):
         with RawSmtp(self.port, read_greeting=False) as c:
             self.assertEqual(c.reply(), "421 mock.test Error: too many sessions, try again later")
             self.assertEqual(c.wait_closed(), b"")
-        # The two sessions are unaffected.
-        self.assertEqual(a.cmd("NOOP"), "250 2.0.0 Ok")
-        self.assertEqual(b.cmd("NOOP"), "250 2.0.0 Ok")
+        # The two sessions are unaffected (no EHLO: replies without enhanced codes).
+        self.assertEqual(a.cmd("NOOP"), "250 Ok")
+        self.assertEqual(b.cmd("NOOP"), "250 Ok")
         # One leaves: a new session is accepted again.
-        self.assertEqual(a.cmd("QUIT"), "221 2.0.0 Bye")
+        self.assertEqual(a.cmd("QUIT"), "221 Bye")
         a.wait_closed()
         a.close()
         with RawSmtp(self.port) as c:
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
-            self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
+            self.assertEqual(c.cmd("QUIT"), "221 Bye")
             c.wait_closed()
-        self.assertEqual(b.cmd("QUIT"), "221 2.0.0 Bye")
+        self.assertEqual(b.cmd("QUIT"), "221 Bye")
         b.wait_closed()
         b.close()
 
@@ -366,7 +366,7 @@ class SessionsTest(ServerCase):
                 self.assertEqual(code(c.reply()), 421)
                 c.wait_closed()
         for c in (a, b):
-            self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
+            self.assertEqual(c.cmd("QUIT"), "221 Bye")
             c.wait_closed()
             c.close()
 

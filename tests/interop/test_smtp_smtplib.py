@@ -3,8 +3,11 @@ envelope in the spool, every SASL mechanism, pipelining, SMTPUTF8, BDAT, SIZE, D
 commands. Replies are checked exactly as smtp.c words them."""
 import base64
 import os
+import random
+import re
 import smtplib
 import sys
+import threading
 import unittest
 from email.message import EmailMessage
 
@@ -186,7 +189,45 @@ class SmtplibTest(unittest.TestCase):
             self.assertEqual(c.cmd("AUTH PLAIN !!!notbase64"), "501 5.5.2 Cannot decode response")
             self.assertEqual(c.cmd("AUTH GSSAPI"),
                              "504 5.5.4 Unsupported authentication mechanism")
+            self.assertEqual(c.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6")
+            self.assertEqual(c.cmd("A" * 13000),
+                             "500 5.5.6 Authentication exchange line is too long")
+            self.assertEqual(c.cmd("AUTH PLAIN ="), "501 5.5.2 Cannot decode response")
+            self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
+            self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+                             "503 5.5.1 Error: MAIL transaction in progress")
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")
+        with RawSmtp(self.port) as c:
+            c.cmd("HELO client.example")  # AUTH is an ESMTP extension (RFC 4954)
+            self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+                             "503 Error: authentication not enabled")
+
+    def test_concurrent_clients(self):
+        n = 20
+        bodies = [b"Subject: concurrent %d\r\n\r\n%s\r\n" % (i, b"x" * (i * 97)) for i in range(n)]
+        errors = []
+
+        def send(i):
+            try:
+                with smtplib.SMTP(HOST, self.port, local_hostname="c%d.example" % i,
+                                  timeout=10) as s:
+                    s.sendmail("c%d@client.example" % i, ["alice@mock.test"], bodies[i])
+            except Exception as e:  # reported below, in the test's thread
+                errors.append((i, e))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
+        msgs = self.new_messages(n)
+        by_helo = {env["helo"]: (data, env) for data, env in msgs}
+        for i in range(n):
+            data, env = by_helo["c%d.example" % i]
+            self.assertEqual(data, bodies[i])
+            self.assertEqual(env["mail_from"], "c%d@client.example" % i)
+        self.assertEqual(len({env["session"] for _, env in msgs}), n)
 
     def test_xoauth2_and_oauthbearer(self):
         xoauth2 = base64.b64encode(b"user=alice\x01auth=Bearer secret\x01\x01").decode()
@@ -252,6 +293,52 @@ class SmtplibTest(unittest.TestCase):
                 "503 5.5.1 Error: need MAIL command", "250 2.1.0 Ok",
                 "501 5.5.4 Syntax: RCPT TO:<address>", "250 2.1.5 Ok", "250 2.0.0 Ok",
                 "503 5.5.1 Error: need MAIL command"])
+
+    def test_recipient_limit(self):
+        with RawSmtp(self.port) as c:
+            c.cmd("EHLO client.example")
+            c.send(b"MAIL FROM:<a@client.example>\r\n" +
+                   b"".join(b"RCPT TO:<r%d@mock.test>\r\n" % i for i in range(1001)))
+            self.assertEqual(c.reply(), "250 2.1.0 Ok")
+            replies = [c.reply() for _ in range(1001)]
+            self.assertEqual(replies[:1000], ["250 2.1.5 Ok"] * 1000)
+            self.assertEqual(replies[1000], "452 4.5.3 Error: too many recipients")
+            self.assertEqual(code(c.cmd("DATA")), 354)
+            self.assertEqual(code(c.cmd("Subject: many\r\n\r\nx\r\n.")), 250)
+        [(_, env)] = self.new_messages()
+        self.assertEqual(len(env["rcpt_to"]), 1000)
+        self.assertEqual(env["rcpt_to"][999], "r999@mock.test")
+
+    def test_large_message_in_random_pieces(self):
+        # 3 MiB of seeded random lines, some starting with dots, sent stuffed in random splits:
+        # the spool must hold the exact unstuffed bytes.
+        rng = random.Random(5321)
+        lines = []
+        size = 0
+        while size < 3 * 1024 * 1024:
+            n = rng.choice((0, 1, 2, 40, 76, 200, 998))
+            line = bytes(rng.randrange(0x20, 0x7f) for _ in range(n))
+            if rng.random() < 0.1:
+                line = b"." * rng.randrange(1, 3) + line
+            lines.append(line)
+            size += len(line) + 2
+        body = b"Subject: large\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+        wire = re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
+        with RawSmtp(self.port, timeout=20) as c:
+            c.cmd("EHLO client.example")
+            c.cmd("MAIL FROM:<big@client.example> SIZE=%d" % len(body))
+            c.cmd("RCPT TO:<alice@mock.test>")
+            self.assertEqual(code(c.cmd("DATA")), 354)
+            pos = 0
+            while pos < len(wire):
+                step = rng.choice((1, 2, 3, 7, 100, 1500, 65536))
+                c.send(wire[pos:pos + step])
+                pos += step
+            self.assertEqual(code(c.reply()), 250)
+        [(data, env)] = self.new_messages()
+        self.assertEqual(len(data), len(body))
+        self.assertEqual(data, body)
+        self.assertEqual(env["size"], len(body))
 
     # ---- SMTPUTF8 ----
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "scenario.h"
+#include "store.h"
 
 static const char *
 fixtures(void)
@@ -304,6 +305,431 @@ START_TEST(test_embedded_default)
 }
 END_TEST
 
+
+/* ---- mailboxes and messages ---- */
+
+/* The bytes a loader must give for a file: LF-only converted to CRLF, else exact. */
+static char *
+expected_file_bytes(const char *rel, size_t *len_r)
+{
+    size_t len;
+    char *raw = read_fixture(rel, &len);
+    if (memchr(raw, '\r', len)) {
+        *len_r = len;
+        return raw;
+    }
+    struct ms_buf b = {0};
+    for (size_t i = 0; i < len; i++) {
+        if (raw[i] == '\n')
+            ms_buf_putc(&b, '\r');
+        ms_buf_putc(&b, raw[i]);
+    }
+    free(raw);
+    return ms_buf_steal(&b, len_r);
+}
+
+static void
+check_bytes(const char *what, const char *got, size_t got_len, const char *want, size_t want_len)
+{
+    size_t i = 0;
+    while (i < got_len && i < want_len && got[i] == want[i])
+        i++;
+    ck_assert_msg(got_len == want_len && i == got_len,
+                  "%s: got %zu bytes, want %zu; first difference at byte %zu (got 0x%02x, want "
+                  "0x%02x)",
+                  what, got_len, want_len, i, i < got_len ? (unsigned char)got[i] : 0,
+                  i < want_len ? (unsigned char)want[i] : 0);
+}
+
+START_TEST(test_mailboxes_fixture)
+{
+    struct ms_scenario *sc = NULL;
+    struct mocksrv_error err = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/scenarios/mailboxes.yaml", fixtures());
+    int rc = ms_scenario_load_file(path, &sc, &err);
+    ck_assert_msg(rc == MOCKSRV_OK, "load %s: %s", path, err.message);
+    ck_assert_uint_eq(sc->n_users, 3);
+
+    /* alice: four mailboxes in file order, "inbox" stored as INBOX */
+    const struct ms_user *a = &sc->users[0];
+    const struct {
+        const char *name;
+        unsigned long long uidvalidity, uidnext;
+        const char *special_use;
+        int subscribed;
+        size_t n_messages;
+        int line, column;
+    } mbs[] = {
+        {"INBOX", 1700000000, 100, NULL, 1, 6, 7, 7},
+        {"Sent", 0, 0, "\\Sent", 1, 0, 29, 7},
+        {"Archive/2023", 0, 0, "\\Archive", 0, 0, 30, 7},
+        {"Drafts", 0, 0, NULL, 1, 0, 31, 7},
+    };
+    ck_assert_msg(a->n_mailboxes == MS_ARRAY_LEN(mbs), "alice: got %zu mailboxes, want %zu",
+                  a->n_mailboxes, MS_ARRAY_LEN(mbs));
+    for (size_t i = 0; i < MS_ARRAY_LEN(mbs); i++) {
+        const struct ms_mailbox_conf *mb = &a->mailboxes[i];
+        ck_assert_str_eq(mb->name, mbs[i].name);
+        ck_assert_msg(mb->uidvalidity == mbs[i].uidvalidity && mb->uidnext == mbs[i].uidnext,
+                      "%s: got uidvalidity %u uidnext %u, want %llu %llu", mb->name,
+                      mb->uidvalidity, mb->uidnext, mbs[i].uidvalidity, mbs[i].uidnext);
+        if (mbs[i].special_use)
+            ck_assert_str_eq(mb->special_use, mbs[i].special_use);
+        else
+            ck_assert_ptr_null(mb->special_use);
+        ck_assert_msg(mb->subscribed == mbs[i].subscribed, "%s.subscribed: got %d, want %d",
+                      mb->name, mb->subscribed, mbs[i].subscribed);
+        ck_assert_msg(mb->n_messages == mbs[i].n_messages, "%s: got %zu messages, want %zu",
+                      mb->name, mb->n_messages, mbs[i].n_messages);
+        ck_assert_msg(mb->pos.line == mbs[i].line && mb->pos.column == mbs[i].column,
+                      "%s.pos: got %d:%d, want %d:%d", mb->name, mb->pos.line, mb->pos.column,
+                      mbs[i].line, mbs[i].column);
+    }
+
+    const struct ms_mailbox_conf *in = &a->mailboxes[0];
+    size_t lf_len, cr_len;
+    char *lf = expected_file_bytes("mail/lf-only.eml", &lf_len);
+    char *cr = expected_file_bytes("mail/cr-mixed.eml", &cr_len);
+    static const char bob[] = "From: Bob <bob@mock.test>\r\nSubject: hi\r\n\r\nbody\r\n";
+    const struct {
+        enum ms_message_source source;
+        const char *bytes;
+        size_t len;
+        const char *file;
+        size_t gen_count, gen_size;
+        unsigned flags;
+        size_t n_keywords;
+        long long date;
+        unsigned uid;
+        int exact;
+        int line, column, src_line, src_column;
+    } msgs[] = {
+        {MS_MSG_FILE, lf, lf_len, "../mail/lf-only.eml", 0, 0, MS_FLAG_SEEN | MS_FLAG_FLAGGED, 2,
+         1714554000, 0, 0, 11, 13, 11, 19},
+        {MS_MSG_FILE, cr, cr_len, "../mail/cr-mixed.eml", 0, 0, 0, 0, 1714554000, 7, 0, 14, 13, 14,
+         19},
+        {MS_MSG_RAW, bob, sizeof bob - 1, NULL, 0, 0, 0, 0, 0, 0, 0, 17, 13, 17, 18},
+        {MS_MSG_RAW, "no final line end", 17, NULL, 0, 0, 0, 0, 0, 0, 1, 22, 13, 22, 18},
+        {MS_MSG_GENERATE, NULL, 0, NULL, 3, 1024, MS_FLAG_DELETED, 0, 0, 20, 0, 24, 13, 24, 41},
+        {MS_MSG_GENERATE, NULL, 0, NULL, 2, 4096, 0, 0, 0, 0, 0, 27, 13, 28, 15},
+    };
+    for (size_t i = 0; i < MS_ARRAY_LEN(msgs); i++) {
+        const struct ms_message_conf *mc = &in->messages[i];
+        char what[64];
+        snprintf(what, sizeof what, "INBOX message %zu", i);
+        ck_assert_msg(mc->source == msgs[i].source, "%s: got source %d, want %d", what,
+                      mc->source, msgs[i].source);
+        if (msgs[i].bytes) {
+            check_bytes(what, mc->bytes, mc->len, msgs[i].bytes, msgs[i].len);
+            ck_assert_msg(mc->bytes[mc->len] == '\0', "%s: not NUL-terminated", what);
+        }
+        if (msgs[i].file)
+            ck_assert_str_eq(mc->file, msgs[i].file);
+        else
+            ck_assert_ptr_null(mc->file);
+        const struct {
+            const char *field;
+            long long got, want;
+        } nums[] = {
+            {"gen_count", (long long)mc->gen_count, (long long)msgs[i].gen_count},
+            {"gen_size", (long long)mc->gen_size, (long long)msgs[i].gen_size},
+            {"flags", mc->flags, msgs[i].flags},
+            {"n_keywords", (long long)mc->n_keywords, (long long)msgs[i].n_keywords},
+            {"date", mc->date, msgs[i].date},
+            {"uid", mc->uid, msgs[i].uid},
+            {"exact", mc->exact, msgs[i].exact},
+            {"pos.line", mc->pos.line, msgs[i].line},
+            {"pos.column", mc->pos.column, msgs[i].column},
+            {"src_pos.line", mc->src_pos.line, msgs[i].src_line},
+            {"src_pos.column", mc->src_pos.column, msgs[i].src_column},
+        };
+        for (size_t k = 0; k < MS_ARRAY_LEN(nums); k++)
+            ck_assert_msg(nums[k].got == nums[k].want, "%s.%s: got %lld, want %lld", what,
+                          nums[k].field, nums[k].got, nums[k].want);
+    }
+    /* keywords as written, the case-insensitive repeat dropped */
+    ck_assert_str_eq(in->messages[0].keywords[0], "$Label1");
+    ck_assert_str_eq(in->messages[0].keywords[1], "NonJunk");
+    free(lf);
+    free(cr);
+
+    /* bob: no mailboxes key, just an INBOX at his name */
+    const struct ms_user *b = &sc->users[1];
+    ck_assert_uint_eq(b->n_mailboxes, 1);
+    ck_assert_str_eq(b->mailboxes[0].name, "INBOX");
+    ck_assert_int_eq(b->mailboxes[0].subscribed, 1);
+    ck_assert_uint_eq(b->mailboxes[0].n_messages, 0);
+    ck_assert_int_eq(b->mailboxes[0].pos.line, b->pos.line);
+
+    /* carol: mailboxes without INBOX get one first */
+    const struct ms_user *c = &sc->users[2];
+    ck_assert_uint_eq(c->n_mailboxes, 2);
+    ck_assert_str_eq(c->mailboxes[0].name, "INBOX");
+    ck_assert_int_eq(c->mailboxes[0].pos.line, 34);
+    ck_assert_str_eq(c->mailboxes[1].name, "Work");
+    ck_assert_uint_eq(c->mailboxes[1].uidvalidity, 4294967295u);
+    ms_scenario_destroy(&sc);
+}
+END_TEST
+
+START_TEST(test_raw_crlf)
+{
+    /* raw: every LF without a CR before it gets one; nothing is added or removed else */
+    static const struct {
+        const char *yaml; /* the message entry */
+        const char *want;
+        size_t len;
+    } cases[] = {
+        {"raw: |\n            a\n            b\n", "a\r\nb\r\n", 6},
+        {"raw: |-\n            a\n            b\n", "a\r\nb", 4},
+        {"raw: |+\n            a\n\n", "a\r\n\r\n\r\n", 7},
+        {"raw: \"a\\nb\"", "a\r\nb", 4},
+        {"raw: \"a\\r\\nb\\r\\n\"", "a\r\nb\r\n", 6},
+        {"raw: \"bare\\rcr\\n\"", "bare\rcr\r\n", 9},
+        {"raw: \"\\n\\n\"", "\r\n\r\n", 4},
+        {"raw: \"\"", "", 0},
+        {"raw: \"nul\\0byte\"", "nul\0byte", 8},
+        {"raw: \"  lead\\ttab \\n\"", "  lead\ttab \r\n", 13},
+        {"raw: \"a\\nb\"\n          exact: true", "a\nb", 3},
+        {"raw: \"a\\r\\nb\\nc\"\n          exact: false", "a\r\nb\r\nc", 7},
+    };
+    for (size_t i = 0; i < MS_ARRAY_LEN(cases); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml,
+                 "users:\n  a:\n    password: x\n    mailboxes:\n      INBOX:\n        messages:\n"
+                 "        - %s\n",
+                 cases[i].yaml);
+        struct ms_scenario *sc = load_ok(yaml);
+        const struct ms_message_conf *mc = &sc->users[0].mailboxes[0].messages[0];
+        char what[64];
+        snprintf(what, sizeof what, "raw case %zu", i);
+        check_bytes(what, mc->bytes, mc->len, cases[i].want, cases[i].len);
+        ms_scenario_destroy(&sc);
+    }
+}
+END_TEST
+
+START_TEST(test_file_messages)
+{
+    /* Through ms_scenario_load_string with a base_dir: LF-only converted, CR files exact, a
+     * missing file named as written and as resolved. */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/mail", fixtures());
+    const char *yaml = "users:\n  a:\n    password: x\n    mailboxes:\n      INBOX:\n"
+                       "        messages:\n"
+                       "        - file: lf-only.eml\n"
+                       "        - file: cr-mixed.eml\n"
+                       "        - { file: lf-only.eml, exact: true }\n"
+                       "        - file: ./../mail/simple.eml\n";
+    struct ms_scenario *sc = NULL;
+    struct mocksrv_error err = {0};
+    int rc = ms_scenario_load_string(yaml, strlen(yaml), "y.yaml", dir, &sc, &err);
+    ck_assert_msg(rc == MOCKSRV_OK, "load: %s", err.message);
+    const struct ms_mailbox_conf *mb = &sc->users[0].mailboxes[0];
+    size_t n;
+    char *want = expected_file_bytes("mail/lf-only.eml", &n);
+    check_bytes("lf-only.eml", mb->messages[0].bytes, mb->messages[0].len, want, n);
+    ck_assert_ptr_nonnull(memchr(want, '\r', n));
+    free(want);
+    want = read_fixture("mail/cr-mixed.eml", &n);
+    ck_assert_ptr_nonnull(memchr(want, '\0', n)); /* the fixture has its NUL and 0xff */
+    check_bytes("cr-mixed.eml", mb->messages[1].bytes, mb->messages[1].len, want, n);
+    free(want);
+    want = read_fixture("mail/lf-only.eml", &n);
+    check_bytes("lf-only.eml exact", mb->messages[2].bytes, mb->messages[2].len, want, n);
+    free(want);
+    want = expected_file_bytes("mail/simple.eml", &n);
+    check_bytes("simple.eml", mb->messages[3].bytes, mb->messages[3].len, want, n);
+    free(want);
+    ms_scenario_destroy(&sc);
+
+    yaml = "users:\n  a:\n    password: x\n    mailboxes:\n      INBOX:\n"
+           "        messages: [{ file: nope.eml }]\n";
+    rc = ms_scenario_load_string(yaml, strlen(yaml), "y.yaml", dir, &sc, &err);
+    ck_assert_int_eq(rc, MOCKSRV_ESCENARIO);
+    char msg[2048];
+    snprintf(msg, sizeof msg,
+             "y.yaml:6:28: users.a.mailboxes.INBOX.messages[0].file: cannot read \"nope.eml\" "
+             "(%s/nope.eml): No such file or directory",
+             dir);
+    ck_assert_str_eq(err.message, msg);
+    ck_assert_int_eq(err.line, 6);
+    ck_assert_int_eq(err.column, 28);
+}
+END_TEST
+
+START_TEST(test_parse_date)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        long long want;
+    } cases[] = {
+        {"2024-05-01T09:00:00Z", 0, 1714554000},
+        {"2024-05-01t09:00:00z", 0, 1714554000},
+        {"2024-05-01T11:00:00+02:00", 0, 1714554000},
+        {"2024-05-01T11:00:00+0200", 0, 1714554000},
+        {"2024-05-01T11:00:00+02", 0, 1714554000},
+        {"2024-05-01T04:00:00-05:00", 0, 1714554000},
+        {"2024-05-01 04:00:00 -5", 0, 1714554000},
+        {"2024-05-01 09:00:00", 0, 1714554000},
+        {"2024-05-01  9:00:00.75 Z", 0, 1714554000},
+        {"2024-5-1T09:00:00Z", 0, 1714554000},
+        {"2024-05-01", 0, 1714521600},
+        {"1970-01-01T00:00:00Z", 0, 0},
+        {"1969-12-31T23:59:59Z", 0, -1},
+        {"2000-02-29T00:00:00Z", 0, 951782400},
+        {"2038-01-19T03:14:08Z", 0, 2147483648ll},
+        {"9999-12-31T23:59:59Z", 0, 253402300799ll},
+        {"0000-01-01T00:00:00Z", 0, -62167219200ll},
+        {"", MOCKSRV_EINVAL, 0},
+        {"2024", MOCKSRV_EINVAL, 0},
+        {"2024-05", MOCKSRV_EINVAL, 0},
+        {"24-05-01", MOCKSRV_EINVAL, 0},
+        {"2024-13-01", MOCKSRV_EINVAL, 0},
+        {"2024-00-01", MOCKSRV_EINVAL, 0},
+        {"2024-04-31", MOCKSRV_EINVAL, 0},
+        {"2023-02-29", MOCKSRV_EINVAL, 0},
+        {"1900-02-29", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:60Z", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:60:00Z", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T24:00:00Z", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00.Z", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00+24:00", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00+02:60", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00+02:0", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00ZZ", MOCKSRV_EINVAL, 0},
+        {"2024-05-01T09:00:00 UTC", MOCKSRV_EINVAL, 0},
+        {"2024-05-01X09:00:00Z", MOCKSRV_EINVAL, 0},
+        {"Wed, 01 May 2024 09:00:00 +0000", MOCKSRV_EINVAL, 0},
+        {" 2024-05-01", MOCKSRV_EINVAL, 0},
+        {"2024-05-01 ", MOCKSRV_EINVAL, 0},
+    };
+    for (size_t i = 0; i < MS_ARRAY_LEN(cases); i++) {
+        int64_t got = 12345;
+        int rc = ms_parse_date(cases[i].in, &got);
+        ck_assert_msg(rc == cases[i].rc, "\"%s\": got rc %d, want %d", cases[i].in, rc,
+                      cases[i].rc);
+        if (rc == 0)
+            ck_assert_msg(got == cases[i].want, "\"%s\": got %lld, want %lld", cases[i].in,
+                          (long long)got, cases[i].want);
+        else
+            ck_assert_msg(got == 12345, "\"%s\": output written on error", cases[i].in);
+    }
+    int64_t out;
+    ck_assert_int_eq(ms_parse_date(NULL, &out), MOCKSRV_EINVAL);
+}
+END_TEST
+
+START_TEST(test_embedded_files)
+{
+    /* The table has the default scenario under its path below fixtures/. */
+    const struct ms_embedded_file *f = ms_embedded_find("scenarios/default.yaml");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_str_eq(f->name, "scenarios/default.yaml");
+    size_t len;
+    char *disk = read_fixture("scenarios/default.yaml", &len);
+    check_bytes("embedded default.yaml", (const char *)f->data, f->len, disk, len);
+    ck_assert_int_eq(f->data[f->len], 0);
+    free(disk);
+    ck_assert_ptr_null(ms_embedded_find("default.yaml"));
+    ck_assert_ptr_null(ms_embedded_find(NULL));
+    for (size_t i = 0; i < ms_embedded_files_count; i++)
+        ck_assert_ptr_eq(ms_embedded_find(ms_embedded_files[i].name), &ms_embedded_files[i]);
+
+    /* file: paths of an embedded scenario resolve in the table, relative to its directory */
+    static const char *const ok[] = {"default.yaml", "./default.yaml", "../scenarios/default.yaml",
+                                     "..//scenarios/./default.yaml"};
+    for (size_t i = 0; i < MS_ARRAY_LEN(ok); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml,
+                 "users: { a: { password: x, mailboxes: { INBOX: { messages: [ { file: \"%s\", "
+                 "exact: true } ] } } } }\n",
+                 ok[i]);
+        struct ms_scenario *sc = NULL;
+        struct mocksrv_error err = {0};
+        int rc = ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc,
+                                                  &err);
+        ck_assert_msg(rc == MOCKSRV_OK, "%s: %s", ok[i], err.message);
+        const struct ms_message_conf *mc = &sc->users[0].mailboxes[0].messages[0];
+        check_bytes(ok[i], mc->bytes, mc->len, (const char *)f->data, f->len);
+        ms_scenario_destroy(&sc);
+    }
+    static const char *const bad[] = {"nope.eml", "../../scenarios/default.yaml",
+                                      "/scenarios/default.yaml", "scenarios/default.yaml"};
+    for (size_t i = 0; i < MS_ARRAY_LEN(bad); i++) {
+        char yaml[256], want[512];
+        snprintf(yaml, sizeof yaml,
+                 "users: { a: { password: x, mailboxes: { INBOX: { messages: [ { file: \"%s\" } "
+                 "] } } } }\n",
+                 bad[i]);
+        struct ms_scenario *sc = NULL;
+        struct mocksrv_error err = {0};
+        int rc = ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc,
+                                                  &err);
+        ck_assert_msg(rc == MOCKSRV_ESCENARIO, "%s: got rc %d, want %d", bad[i], rc,
+                      MOCKSRV_ESCENARIO);
+        snprintf(want, sizeof want,
+                 "<e>:1:70: users.a.mailboxes.INBOX.messages[0].file: cannot read \"%s\": not "
+                 "among the embedded files (add it to EMBED_INPUTS in CMakeLists.txt)",
+                 bad[i]);
+        ck_assert_msg(strcmp(err.message, want) == 0, "got  %s\nwant %s", err.message, want);
+    }
+}
+END_TEST
+
+START_TEST(test_default_files)
+{
+    /* Whatever files the embedded default lists, each is the embedded copy of the file under
+     * fixtures/ (converted like any file), and the default has an INBOX for every user. */
+    struct ms_scenario *sc = NULL;
+    struct mocksrv_error err = {0};
+    int rc = ms_scenario_load_default(&sc, &err);
+    ck_assert_msg(rc == MOCKSRV_OK, "default: %s", err.message);
+    size_t n_files = 0;
+    for (size_t u = 0; u < sc->n_users; u++) {
+        const struct ms_user *user = &sc->users[u];
+        ck_assert_uint_ge(user->n_mailboxes, 1);
+        ck_assert_str_eq(user->mailboxes[0].name, "INBOX");
+        for (size_t k = 0; k < user->n_mailboxes; k++) {
+            const struct ms_mailbox_conf *mb = &user->mailboxes[k];
+            for (size_t i = 0; i < mb->n_messages; i++) {
+                const struct ms_message_conf *mc = &mb->messages[i];
+                if (mc->source != MS_MSG_FILE)
+                    continue;
+                char rel[1024];
+                snprintf(rel, sizeof rel, "scenarios/%s", mc->file);
+                size_t n;
+                char *want = mc->exact ? read_fixture(rel, &n) : expected_file_bytes(rel, &n);
+                check_bytes(rel, mc->bytes, mc->len, want, n);
+                free(want);
+                n_files++;
+            }
+        }
+    }
+    /* SPEC 5: alice's Sent, Drafts and Trash have their special-use attributes */
+    const struct ms_user *alice = ms_scenario_find_user(sc, "alice");
+    ck_assert_ptr_nonnull(alice);
+    static const char *const special[][2] = {
+        {"Sent", "\\Sent"}, {"Drafts", "\\Drafts"}, {"Trash", "\\Trash"}};
+    for (size_t i = 0; i < MS_ARRAY_LEN(special); i++) {
+        const struct ms_mailbox_conf *found = NULL;
+        for (size_t k = 0; k < alice->n_mailboxes; k++)
+            if (strcmp(alice->mailboxes[k].name, special[i][0]) == 0)
+                found = &alice->mailboxes[k];
+        ck_assert_msg(found != NULL, "default: alice has no %s", special[i][0]);
+        ck_assert_msg(found->special_use && strcmp(found->special_use, special[i][1]) == 0,
+                      "default: %s.special_use: got %s, want %s", special[i][0],
+                      found->special_use ? found->special_use : "(none)", special[i][1]);
+    }
+    fprintf(stderr, "test_default_files: %zu message file(s) in the default\n", n_files);
+    ms_scenario_destroy(&sc);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 static const struct {
@@ -438,8 +864,10 @@ static const struct {
      "users.bob.addresses[0]: expected an address like alice@mock.test, got \"bob\""},
     {"users:\n  bob: { password: x, addresses: bob@x }\n", 2, 34,
      "users.bob.addresses: expected a list"},
-    {"users:\n  bob: { password: x, mailboxes: {} }\n", 2, 23,
-     "users.bob.mailboxes: not supported yet by this version"},
+    {"users:\n  bob: { password: x, mailboxes: [INBOX] }\n", 2, 34,
+     "users.bob.mailboxes: expected a mapping of mailboxes, got a list"},
+    {"users:\n  bob: { password: x, mailboxes: INBOX }\n", 2, 34,
+     "users.bob.mailboxes: expected a mapping of mailboxes, got \"INBOX\""},
     {"users:\n  bob: { password: x, pasword: y }\n", 2, 23,
      "users.bob.pasword: unknown key (did you mean \"password\"?)"},
     {"users:\n  alice: { password: x }\n  ALICE: { password: y }\n", 3, 3,
@@ -462,6 +890,212 @@ static const struct {
     {"a: \xff\n", 1, 4, "YAML error: invalid leading UTF-8 octet (byte 0xff)"},
     {"a: \"\x01\"\n", 1, 5, "YAML error: control characters are not allowed"},
 };
+
+/* users.a.mailboxes: at line 4; a mailbox name at 5:7 */
+#define MB "users:\n  a:\n    password: x\n    mailboxes:\n"
+/* ... and a message list of INBOX at line 6: "        - " puts a message at 7:11 */
+#define MSG MB "      INBOX:\n        messages:\n"
+
+static const struct {
+    const char *yaml;
+    int line, column;
+    const char *message;
+} mailbox_error_cases[] = {
+    /* mailboxes */
+    {MB "      INBOX: [1]\n", 5, 14, "users.a.mailboxes.INBOX: expected a mapping, got a list"},
+    {MB "      INBOX: yes\n", 5, 14, "users.a.mailboxes.INBOX: expected a mapping, got \"yes\""},
+    {MB "      INBOX: {}\n      inbox: {}\n", 6, 7,
+     "users.a.mailboxes.inbox: INBOX is already at 5:7"},
+    {MB "      Inbox:\n      INBOX:\n", 6, 7, "users.a.mailboxes.INBOX: INBOX is already at 5:7"},
+    {MB "      Sent: {}\n      Sent: {}\n", 6, 7,
+     "users.a.mailboxes.Sent: duplicate key (first at 5:7)"},
+    {MB "      \"\": {}\n", 5, 7, "users.a.mailboxes.: bad mailbox name: empty"},
+    {MB "      /a: {}\n", 5, 7, "users.a.mailboxes./a: bad mailbox name: a leading or trailing /"},
+    {MB "      a/: {}\n", 5, 7, "users.a.mailboxes.a/: bad mailbox name: a leading or trailing /"},
+    {MB "      a//b: {}\n", 5, 7, "users.a.mailboxes.a//b: bad mailbox name: an empty level (//)"},
+    {MB "      \"a*\": {}\n", 5, 7, "users.a.mailboxes.a*: bad mailbox name: a wildcard (* or %)"},
+    {MB "      a%b: {}\n", 5, 7, "users.a.mailboxes.a%b: bad mailbox name: a wildcard (* or %)"},
+    {MB "      \"a\\tb\": {}\n", 5, 7,
+     "users.a.mailboxes.a\\x09b: bad mailbox name: a control character"},
+    {MB "      \"a\\0b\": {}\n", 5, 7, "users.a.mailboxes.a\\x00b: bad mailbox name: a NUL"},
+    {MB "      INBOX: { uidvalidity: 0 }\n", 5, 29,
+     "users.a.mailboxes.INBOX.uidvalidity: 0 is out of range (1 .. 4294967295)"},
+    {MB "      INBOX: { uidvalidity: 4294967296 }\n", 5, 29,
+     "users.a.mailboxes.INBOX.uidvalidity: 4294967296 is out of range (1 .. 4294967295)"},
+    {MB "      INBOX: { uidvalidity: x }\n", 5, 29,
+     "users.a.mailboxes.INBOX.uidvalidity: expected an integer, got \"x\""},
+    {MB "      INBOX: { uidnext: 0 }\n", 5, 25,
+     "users.a.mailboxes.INBOX.uidnext: 0 is out of range (1 .. 4294967295)"},
+    {MB "      INBOX: { uidnext: 3, messages: [{ raw: a, uid: 3 }] }\n", 5, 25,
+     "users.a.mailboxes.INBOX.uidnext: 3 is not above the last message's UID 3"},
+    {MB "      INBOX: { messages: [{ generate: { count: 5 } }], uidnext: 5 }\n", 5, 65,
+     "users.a.mailboxes.INBOX.uidnext: 5 is not above the last message's UID 5"},
+    {MB "      Sent: { special_use: '\\Inbox' }\n", 5, 28,
+     "users.a.mailboxes.Sent.special_use: unknown special-use attribute \"\\\\Inbox\" (one of "
+     "\\All, \\Archive, \\Drafts, \\Flagged, \\Junk, \\Sent, \\Trash)"},
+    {MB "      Sent: { special_use: Sent }\n", 5, 28,
+     "users.a.mailboxes.Sent.special_use: unknown special-use attribute \"Sent\""},
+    {MB "      Sent: { special_use: [x] }\n", 5, 28,
+     "users.a.mailboxes.Sent.special_use: expected a special-use attribute, got a list"},
+    {MB "      Sent: { subscribed: maybe }\n", 5, 27,
+     "users.a.mailboxes.Sent.subscribed: expected a boolean (true or false), got \"maybe\""},
+    {MB "      Sent: { uidvalidty: 1 }\n", 5, 15,
+     "users.a.mailboxes.Sent.uidvalidty: unknown key (did you mean \"uidvalidity\"?)"},
+    {MB "      Sent: { messages: {} }\n", 5, 25,
+     "users.a.mailboxes.Sent.messages: expected a list of messages, got a mapping"},
+    /* messages: the list */
+    {MSG "        - 1\n", 7, 11,
+     "users.a.mailboxes.INBOX.messages[0]: expected a message (a mapping with file, raw or "
+     "generate), got \"1\""},
+    {MSG "        - { flags: [] }\n", 7, 11,
+     "users.a.mailboxes.INBOX.messages[0]: a message needs one of file, raw or generate"},
+    {MSG "        - raw: a\n        - { raw: a, file: b }\n", 8, 21,
+     "users.a.mailboxes.INBOX.messages[1].file: a message has one of file, raw or generate "
+     "(raw at 8:13)"},
+    {MSG "        - { generate: { count: 1 }, raw: a }\n", 7, 37,
+     "users.a.mailboxes.INBOX.messages[0].raw: a message has one of file, raw or generate "
+     "(generate at 7:13)"},
+    {MSG "        - { raw: a, raw: b }\n", 7, 21,
+     "users.a.mailboxes.INBOX.messages[0].raw: duplicate key (first at 7:13)"},
+    {MSG "        - { raw: a, flag: [] }\n", 7, 21,
+     "users.a.mailboxes.INBOX.messages[0].flag: unknown key (did you mean \"flags\"?)"},
+    /* file, raw */
+    {MSG "        - file: no-such-file.eml\n", 7, 17,
+     "users.a.mailboxes.INBOX.messages[0].file: cannot read \"no-such-file.eml\": No such file "
+     "or directory"},
+    {MSG "        - file: \"\"\n", 7, 17,
+     "users.a.mailboxes.INBOX.messages[0].file: expected a non-empty string, got \"\""},
+    {MSG "        - file: [a]\n", 7, 17,
+     "users.a.mailboxes.INBOX.messages[0].file: expected a non-empty string, got a list"},
+    {MSG "        - file: /\n", 7, 17,
+     "users.a.mailboxes.INBOX.messages[0].file: cannot read \"/\": Is a directory"},
+    {MSG "        - file: /dev/null\n", 7, 17,
+     "users.a.mailboxes.INBOX.messages[0].file: cannot read \"/dev/null\": not a regular file"},
+    {MSG "        - raw:\n", 7, 15,
+     "users.a.mailboxes.INBOX.messages[0].raw: expected a string (a literal block: raw: |), got "
+     "nothing"},
+    {MSG "        - raw: { a: b }\n", 7, 16,
+     "users.a.mailboxes.INBOX.messages[0].raw: expected a string (a literal block: raw: |), got "
+     "a mapping"},
+    {MSG "        - { raw: a, exact: maybe }\n", 7, 28,
+     "users.a.mailboxes.INBOX.messages[0].exact: expected a boolean"},
+    {MSG "        - { generate: { count: 1 }, exact: true }\n", 7, 37,
+     "users.a.mailboxes.INBOX.messages[0].exact: applies to file and raw, not generate"},
+    /* generate */
+    {MSG "        - generate: 5\n", 7, 21,
+     "users.a.mailboxes.INBOX.messages[0].generate: expected a mapping, got \"5\""},
+    {MSG "        - generate: {}\n", 7, 21,
+     "users.a.mailboxes.INBOX.messages[0].generate: missing count (1 .. 1000000)"},
+    {MSG "        - generate:\n", 7, 20,
+     "users.a.mailboxes.INBOX.messages[0].generate: missing count (1 .. 1000000)"},
+    {MSG "        - generate: { count: 0 }\n", 7, 30,
+     "users.a.mailboxes.INBOX.messages[0].generate.count: 0 is out of range (1 .. 1000000)"},
+    {MSG "        - generate: { count: 1000001 }\n", 7, 30,
+     "users.a.mailboxes.INBOX.messages[0].generate.count: 1000001 is out of range (1 .. "
+     "1000000)"},
+    {MSG "        - generate: { count: 1, size: 63 }\n", 7, 39,
+     "users.a.mailboxes.INBOX.messages[0].generate.size: 63 is out of range (64 .. 1GiB)"},
+    {MSG "        - generate: { count: 1, size: big }\n", 7, 39,
+     "users.a.mailboxes.INBOX.messages[0].generate.size: bad size \"big\""},
+    {MSG "        - generate: { count: 1, colour: red }\n", 7, 33,
+     "users.a.mailboxes.INBOX.messages[0].generate.colour: unknown key (expected one of: count, "
+     "size)"},
+    /* limits.message_size, even when limits: comes after users: */
+    {MSG "        - generate: { count: 1, size: 2KiB }\nlimits: { message_size: 1KiB }\n", 7, 39,
+     "users.a.mailboxes.INBOX.messages[0].generate.size: 2KiB is above limits.message_size "
+     "(1KiB)"},
+    {MSG "        - generate: { count: 1 }\nlimits: { message_size: 1000 }\n", 7, 21,
+     "users.a.mailboxes.INBOX.messages[0].generate.size: 4KiB is above limits.message_size "
+     "(1000)"},
+    {"limits: { message_size: 4 }\n" MSG "        - raw: \"four\"\n        - raw: \"five\\n\"\n", 9,
+     16,
+     "users.a.mailboxes.INBOX.messages[1].raw: the message has 6 bytes, above "
+     "limits.message_size (4)"},
+    /* flags */
+    {MSG "        - { raw: a, flags: '\\Seen' }\n", 7, 28,
+     "users.a.mailboxes.INBOX.messages[0].flags: expected a list, like ['\\Seen', '$Label1'], "
+     "got \"\\\\Seen\""},
+    {MSG "        - { raw: a, flags: ['\\Seen', '\\Recent'] }\n", 7, 38,
+     "users.a.mailboxes.INBOX.messages[0].flags[1]: \\Recent is set by the server, not by a "
+     "scenario"},
+    {MSG "        - { raw: a, flags: ['\\Important'] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: unknown system flag \"\\\\Important\" (one "
+     "of \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft; keywords have no \\)"},
+    {MSG "        - { raw: a, flags: [\"a b\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a b\" (an IMAP atom: no "
+     "blanks, control or 8-bit characters, or any of ( ) { % * \" \\ ])"},
+    {MSG "        - { raw: a, flags: [\"a(b\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a(b\""},
+    {MSG "        - { raw: a, flags: [\"a)\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a)\""},
+    {MSG "        - { raw: a, flags: [\"{1}\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"{1}\""},
+    {MSG "        - { raw: a, flags: [\"50%\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"50%\""},
+    {MSG "        - { raw: a, flags: [\"a*\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a*\""},
+    {MSG "        - { raw: a, flags: ['a\"b'] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a\\\"b\""},
+    {MSG "        - { raw: a, flags: ['a\\b'] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a\\\\b\""},
+    {MSG "        - { raw: a, flags: ['a]'] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"a]\""},
+    {MSG "        - { raw: a, flags: [\"caf\xc3\xa9\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: bad keyword \"caf\xc3\xa9\""},
+    {MSG "        - { raw: a, flags: [[x]] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: expected a flag, got a list"},
+    {MSG "        - { raw: a, flags: [\"\"] }\n", 7, 29,
+     "users.a.mailboxes.INBOX.messages[0].flags[0]: expected a flag, got \"\""},
+    /* date */
+    {MSG "        - { raw: a, date: yesterday }\n", 7, 27,
+     "users.a.mailboxes.INBOX.messages[0].date: bad date \"yesterday\" (use 2024-05-01T09:00:00Z, "
+     "2024-05-01T11:00:00+02:00 or 2024-05-01)"},
+    {MSG "        - { raw: a, date: 2023-02-29T00:00:00Z }\n", 7, 27,
+     "users.a.mailboxes.INBOX.messages[0].date: bad date \"2023-02-29T00:00:00Z\""},
+    {MSG "        - { raw: a, date: 2024-05-01T24:00:00Z }\n", 7, 27,
+     "users.a.mailboxes.INBOX.messages[0].date: bad date"},
+    {MSG "        - { raw: a, date: }\n", 7, 27,
+     "users.a.mailboxes.INBOX.messages[0].date: expected a date (2024-05-01T09:00:00Z), got "
+     "nothing"},
+    /* uid */
+    {MSG "        - { raw: a, uid: 0 }\n", 7, 26,
+     "users.a.mailboxes.INBOX.messages[0].uid: 0 is out of range (1 .. 4294967294)"},
+    {MSG "        - { raw: a, uid: 4294967295 }\n", 7, 26,
+     "users.a.mailboxes.INBOX.messages[0].uid: 4294967295 is out of range (1 .. 4294967294)"},
+    {MSG "        - { raw: a, uid: 5 }\n        - { raw: b, uid: 5 }\n", 8, 26,
+     "users.a.mailboxes.INBOX.messages[1].uid: uid 5 is not above the previous message's 5 "
+     "(UIDs ascend in file order)"},
+    {MSG "        - { raw: a, uid: 5 }\n        - raw: b\n        - { raw: c, uid: 6 }\n", 9, 26,
+     "users.a.mailboxes.INBOX.messages[2].uid: uid 6 is not above the previous message's 6"},
+    {MSG "        - { generate: { count: 10 }, uid: 5 }\n        - { raw: x, uid: 14 }\n", 8, 26,
+     "users.a.mailboxes.INBOX.messages[1].uid: uid 14 is not above the previous message's 14"},
+    {MSG "        - { raw: a, uid: 4294967294 }\n        - raw: b\n", 8, 11,
+     "users.a.mailboxes.INBOX.messages[1]: UIDs run out: the last would be 4294967295 (at most "
+     "4294967294)"},
+    {MSG "        - { generate: { count: 3 }, uid: 4294967293 }\n", 7, 42,
+     "users.a.mailboxes.INBOX.messages[0]: UIDs run out: the last would be 4294967295"},
+};
+
+START_TEST(test_mailbox_error)
+{
+    const char *yaml = mailbox_error_cases[_i].yaml;
+    struct ms_scenario *sc = (struct ms_scenario *)1;
+    struct mocksrv_error err;
+    memset(&err, 0x55, sizeof err);
+    int rc = ms_scenario_load_string(yaml, strlen(yaml), "x.yaml", ".", &sc, &err);
+    ck_assert_msg(rc == MOCKSRV_ESCENARIO, "case %d: got rc %d, want %d", _i, rc,
+                  MOCKSRV_ESCENARIO);
+    ck_assert_ptr_null(sc);
+    char want[2048];
+    snprintf(want, sizeof want, "x.yaml:%d:%d: %s", mailbox_error_cases[_i].line,
+             mailbox_error_cases[_i].column, mailbox_error_cases[_i].message);
+    ck_assert_msg(err.line == mailbox_error_cases[_i].line &&
+                      err.column == mailbox_error_cases[_i].column &&
+                      strncmp(err.message, want, strlen(want)) == 0,
+                  "case %d:\n got  %d:%d %s\n want %s...", _i, err.line, err.column, err.message,
+                  want);
+}
+END_TEST
 
 START_TEST(test_error)
 {
@@ -907,10 +1541,16 @@ scenario_suite(void)
     tcase_add_test(tc, test_listener_defaults);
     tcase_add_test(tc, test_values);
     tcase_add_test(tc, test_embedded_default);
+    tcase_add_test(tc, test_mailboxes_fixture);
+    tcase_add_test(tc, test_raw_crlf);
+    tcase_add_test(tc, test_file_messages);
+    tcase_add_test(tc, test_embedded_files);
+    tcase_add_test(tc, test_default_files);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
     tcase_add_loop_test(tc, test_error, 0, (int)MS_ARRAY_LEN(error_cases));
+    tcase_add_loop_test(tc, test_mailbox_error, 0, (int)MS_ARRAY_LEN(mailbox_error_cases));
     tcase_add_test(tc, test_error_exact);
     tcase_add_test(tc, test_file_errors);
     tcase_add_test(tc, test_deep_nesting);
@@ -919,6 +1559,7 @@ scenario_suite(void)
     tc = tcase_create("values");
     tcase_add_test(tc, test_parse_size);
     tcase_add_test(tc, test_parse_duration);
+    tcase_add_test(tc, test_parse_date);
     tcase_add_test(tc, test_find_user);
     tcase_add_test(tc, test_listener_standard);
     tcase_add_test(tc, test_names);

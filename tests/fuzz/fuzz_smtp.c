@@ -1,0 +1,418 @@
+/*
+ * fuzz_smtp.c - libFuzzer target for the SMTP/LMTP engine, through the public library API and
+ * a real loopback TCP connection.
+ *
+ * One server, created on the first input and kept (stepped mode: mocksrv_bind + mocksrv_step,
+ * ephemeral ports, small limits, user alice/secret). The harness is single-threaded: it plays
+ * the client with a non-blocking socket and steps the server itself, so nothing waits on a
+ * clock except the idle-timeout mode below.
+ *
+ * Input layout: byte 0 selects, the rest is what the client sends.
+ *   bit 0     prefix the bytes with "EHLO x\r\n" ("LHLO x\r\n" for LMTP) to start deeper
+ *   bit 1     LMTP listener instead of SMTP
+ *   bits 2-3  how the bytes are cut into writes, with a server step between two writes:
+ *             0 one write, 1 after every LF, 2 random pieces of 1..16, 3 random pieces of 1..256
+ *   bits 4-7  how the client ends: 0..12 half-close (shutdown SHUT_WR) and read until the server
+ *             closes; 13, 14 abortive close (RST) without reading; 15 stay connected until the
+ *             server's idle timeout (200 ms) closes the session - slow, hence rare
+ *
+ * What must hold:
+ *   - the server never crashes, and mocksrv_step never fails;
+ *   - every line the client receives is a reply line: three digits, the first 2..5, then " " or
+ *     "-", ending with CRLF; a "-" line is followed by a line with the same code; the first
+ *     line is the "220 " greeting; no connection ends in the middle of a line or of a
+ *     multi-line reply;
+ *   - after a half-close the server closes within HANG_MS (it has nothing left to wait for);
+ *     a client that stays connected is never dropped silently: the last reply is 221 or 421;
+ *   - every accepted message respects max_size (4 KiB);
+ *   - after every input a fresh connection gets the "220 " greeting within HANG_MS.
+ * MOCKSRV_FUZZ_VERBOSE=1 prints every reply line to stderr (to read a reproducer's transcript).
+ * With MOCKSRV_FUZZ_STRICT=1 in the environment, reply lines must also be at most 512 octets
+ * (RFC 5321 section 4.5.3.1.5) and their text printable US-ASCII with no bare CR.
+ *
+ * Not covered: TLS, the threaded mode (mocksrv_start), spooling to disk.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mocksrv.h"
+
+#define FUZZ_MAX_SIZE 4096     /* smtp.max_size below */
+#define FUZZ_HANG_MS 3000      /* far above idle_timeout: only a stuck server takes this long */
+#define FUZZ_MAX_LINE 65536    /* a reply line longer than this is reported as such */
+#define FUZZ_RESTART_AFTER 20000 /* messages kept by the server before it is recreated */
+#define FUZZ_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static const char fuzz_scenario[] =
+    "version: 1\n"
+    "seed: 7\n"
+    "hostname: fuzz.test\n"
+    "listeners:\n"
+    "  smtp: { protocol: smtp, port: 0, tls: none }\n"
+    "  lmtp: { protocol: lmtp, port: 0, tls: none }\n"
+    "smtp:\n"
+    "  max_size: 4KiB\n"
+    "users:\n"
+    "  alice: { password: secret, addresses: [alice@fuzz.test] }\n"
+    "limits:\n"
+    "  smtp_line_length: 512\n"
+    "  idle_timeout: 200ms\n"
+    "  bad_commands: 1000\n"
+    "  sessions: 8\n";
+
+struct fuzz_server {
+    struct mocksrv *srv;
+    int smtp_port;
+    int lmtp_port;
+    size_t messages_checked;
+    unsigned long events;
+    int strict;
+    int verbose;
+};
+
+static struct fuzz_server fz;
+
+/* The client side of one connection: the line being received and what was received before. */
+struct fuzz_client {
+    int fd;
+    const char *what; /* "session" or "probe", for messages */
+    char line[FUZZ_MAX_LINE];
+    size_t len;
+    size_t lines;
+    char cont_code[4]; /* code of a pending "-" line, "" when none */
+    char last_code[4]; /* code of the last complete line */
+    int eof;
+};
+
+static void __attribute__((format(printf, 1, 2), noreturn))
+fuzz_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fuzz_smtp: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+static int64_t
+fuzz_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+fuzz_on_event(void *arg, const char *name, const char *json)
+{
+    (void)arg;
+    if (!name || !json || json[0] != '{')
+        fuzz_fail("event %s with JSON %s", name ? name : "NULL", json ? json : "NULL");
+    fz.events++;
+}
+
+static void
+fuzz_server_start(void)
+{
+    struct mocksrv_error err = {0};
+    fz.srv = mocksrv_new();
+    if (mocksrv_load_string(fz.srv, fuzz_scenario, sizeof fuzz_scenario - 1, "fuzz", &err) != 0)
+        fuzz_fail("scenario: %s", err.message);
+    mocksrv_set_ephemeral(fz.srv, 1);
+    mocksrv_set_seed(fz.srv, 7);
+    mocksrv_set_verbosity(fz.srv, 0);
+    mocksrv_on_event(fz.srv, fuzz_on_event, NULL);
+    if (mocksrv_bind(fz.srv, &err) != 0)
+        fuzz_fail("bind: %s", err.message);
+    fz.smtp_port = mocksrv_port(fz.srv, "smtp");
+    fz.lmtp_port = mocksrv_port(fz.srv, "lmtp");
+    if (fz.smtp_port <= 0 || fz.lmtp_port <= 0)
+        fuzz_fail("ports %d %d", fz.smtp_port, fz.lmtp_port);
+    fz.messages_checked = 0;
+}
+
+static void
+fuzz_server_stop(void)
+{
+    mocksrv_stop(fz.srv);
+    mocksrv_free(fz.srv);
+    fz.srv = NULL;
+}
+
+/* One loop iteration of the server; wait_ms > 0 only when the client has nothing to do. */
+static void
+fuzz_step(int wait_ms)
+{
+    int rc = mocksrv_step(fz.srv, wait_ms);
+    if (rc != 0)
+        fuzz_fail("mocksrv_step returned %d (%s)", rc, mocksrv_strerror(rc));
+}
+
+static int
+fuzz_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fuzz_fail("socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* Loopback completes the handshake in the kernel's backlog before the server accepts. */
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fuzz_fail("connect to %d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* Checks one complete reply line, CRLF included. */
+static void
+fuzz_check_line(struct fuzz_client *c, const char *p, size_t n)
+{
+    if (fz.verbose)
+        fprintf(stderr, "%s S: %.*s", c->what, (int)n, p);
+    if (n < 6 || p[n - 2] != '\r' || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+        p[2] < '0' || p[2] > '9' || (p[3] != ' ' && p[3] != '-'))
+        fuzz_fail("%s: line %zu is not a reply line: \"%.*s\"", c->what, c->lines + 1, (int)n,
+                  p);
+    if (c->lines == 0 && memcmp(p, "220 ", 4) != 0)
+        fuzz_fail("%s: first line is not the 220 greeting: \"%.*s\"", c->what, (int)n, p);
+    if (c->cont_code[0] && memcmp(p, c->cont_code, 3) != 0)
+        fuzz_fail("%s: \"%.*s\" continues a %s- reply", c->what, (int)n, p, c->cont_code);
+    if (fz.strict) {
+        if (n > 512)
+            fuzz_fail("%s: reply line of %zu octets (RFC 5321 4.5.3.1.5: 512): \"%.*s\"",
+                      c->what, n, (int)n, p);
+        for (size_t i = 4; i < n - 2; i++)
+            if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+                fuzz_fail("%s: byte 0x%02x in reply text: \"%.*s\"", c->what,
+                          (unsigned char)p[i], (int)n, p);
+    }
+    memcpy(c->last_code, p, 3);
+    c->last_code[3] = '\0';
+    if (p[3] == '-')
+        memcpy(c->cont_code, c->last_code, sizeof c->cont_code);
+    else
+        c->cont_code[0] = '\0';
+    c->lines++;
+}
+
+/* Reads what the socket has (non-blocking); returns 1 when something arrived. */
+static int
+fuzz_read(struct fuzz_client *c)
+{
+    int got = 0;
+    while (!c->eof) {
+        char buf[16384];
+        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            /* 0: orderly close. ECONNRESET: the server closed with our bytes unread. */
+            if (n < 0 && errno != ECONNRESET)
+                fuzz_fail("%s: recv: %s", c->what, strerror(errno));
+            c->eof = 1;
+            if (c->len)
+                fuzz_fail("%s: closed in the middle of a line: \"%.*s\"", c->what, (int)c->len,
+                          c->line);
+            if (c->cont_code[0])
+                fuzz_fail("%s: closed in the middle of a %s- reply", c->what, c->cont_code);
+            break;
+        }
+        got = 1;
+        for (ssize_t i = 0; i < n; i++) {
+            if (c->len == sizeof c->line)
+                fuzz_fail("%s: reply line longer than %d bytes", c->what, FUZZ_MAX_LINE);
+            c->line[c->len++] = buf[i];
+            if (buf[i] == '\n') {
+                fuzz_check_line(c, c->line, c->len);
+                c->len = 0;
+            }
+        }
+    }
+    return got;
+}
+
+/* The server must greet a fresh connection, and close it once the client half-closes. */
+static void
+fuzz_probe(void)
+{
+    static struct fuzz_client c;
+    memset(&c, 0, sizeof c);
+    c.what = "probe";
+    c.fd = fuzz_connect(fz.smtp_port);
+    int64_t deadline = fuzz_now() + FUZZ_HANG_MS;
+    while (c.lines == 0) {
+        if (fuzz_now() > deadline)
+            fuzz_fail("probe: no greeting within %d ms: the server is stuck", FUZZ_HANG_MS);
+        fuzz_step(0);
+        if (!fuzz_read(&c)) {
+            if (c.eof)
+                fuzz_fail("probe: closed without a greeting");
+            fuzz_step(1);
+        }
+        fuzz_read(&c);
+    }
+    shutdown(c.fd, SHUT_WR);
+    while (!c.eof) {
+        if (fuzz_now() > deadline)
+            fuzz_fail("probe: not closed within %d ms after EOF", FUZZ_HANG_MS);
+        fuzz_step(0);
+        if (!fuzz_read(&c))
+            fuzz_step(1);
+    }
+    close(c.fd);
+}
+
+/* Every message accepted since the last input: within max_size, with a recipient. */
+static void
+fuzz_check_messages(void)
+{
+    size_t n = mocksrv_message_count(fz.srv);
+    for (; fz.messages_checked < n; fz.messages_checked++) {
+        struct mocksrv_message *m = mocksrv_message_get(fz.srv, fz.messages_checked);
+        if (!m)
+            fuzz_fail("message %zu of %zu missing", fz.messages_checked, n);
+        if (m->size > FUZZ_MAX_SIZE)
+            fuzz_fail("message %u of %zu bytes accepted with max_size %d", m->id, m->size,
+                      FUZZ_MAX_SIZE);
+        if (m->rcpt_count == 0 || !m->mail_from || (m->size && !m->data))
+            fuzz_fail("message %u: %zu recipients, mail_from %p, data %p", m->id, m->rcpt_count,
+                      (const void *)m->mail_from, (const void *)m->data);
+        mocksrv_message_free(m);
+    }
+}
+
+static uint32_t
+fuzz_next(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Size of the next write: the whole rest, up to the next LF, or a random piece. */
+static size_t
+fuzz_piece(int cut, uint32_t *x, const char *p, size_t left)
+{
+    size_t n;
+    switch (cut) {
+    case 1: {
+        const char *lf = memchr(p, '\n', left);
+        return lf ? (size_t)(lf - p) + 1 : left;
+    }
+    case 2:
+        n = 1 + fuzz_next(x) % 16;
+        return FUZZ_MIN(left, n);
+    case 3:
+        n = 1 + fuzz_next(x) % 256;
+        return FUZZ_MIN(left, n);
+    default:
+        return left;
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!fz.srv) {
+        fuzz_server_start();
+        const char *strict = getenv("MOCKSRV_FUZZ_STRICT");
+        fz.strict = strict && strcmp(strict, "1") == 0;
+        const char *verbose = getenv("MOCKSRV_FUZZ_VERBOSE");
+        fz.verbose = verbose && strcmp(verbose, "1") == 0;
+    }
+    if (size == 0)
+        return 0;
+    uint8_t sel = data[0];
+    int greet = sel & 1;
+    int lmtp = (sel >> 1) & 1;
+    int cut = (sel >> 2) & 3;
+    int ending = sel >> 4;
+    enum { END_HALF, END_ABORT, END_IDLE } end = ending == 15 ? END_IDLE
+                                                 : ending >= 13 ? END_ABORT
+                                                                : END_HALF;
+    const char *prefix = greet ? (lmtp ? "LHLO x\r\n" : "EHLO x\r\n") : "";
+    size_t plen = strlen(prefix);
+    size_t len = plen + size - 1;
+    char *payload = malloc(len + 1);
+    memcpy(payload, prefix, plen);
+    memcpy(payload + plen, data + 1, size - 1);
+    uint32_t x = 0x9e3779b9u ^ (uint32_t)size ^ (uint32_t)sel << 24;
+
+    static struct fuzz_client c;
+    memset(&c, 0, sizeof c);
+    c.what = "session";
+    c.fd = fuzz_connect(lmtp ? fz.lmtp_port : fz.smtp_port);
+
+    size_t sent = 0;
+    int send_closed = 0, half_closed = 0;
+    int64_t deadline = fuzz_now() + FUZZ_HANG_MS;
+    for (;;) {
+        int progress = 0;
+        if (sent < len && !send_closed) {
+            size_t n = fuzz_piece(cut, &x, payload + sent, len - sent);
+            ssize_t w = send(c.fd, payload + sent, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) {
+                sent += (size_t)w;
+                progress = 1;
+            } else if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+                send_closed = 1; /* the server hung up first (QUIT, too many errors) */
+            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                fuzz_fail("send: %s", strerror(errno));
+            }
+        } else if (end == END_ABORT) {
+            /* SO_LINGER 0: close sends RST; the server sees a reset, maybe mid-reply. */
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            close(c.fd);
+            c.fd = -1;
+            for (int i = 0; i < 4; i++)
+                fuzz_step(0);
+            break;
+        } else if (end == END_HALF && !half_closed) {
+            shutdown(c.fd, SHUT_WR);
+            half_closed = 1;
+            progress = 1;
+        }
+        fuzz_step(0);
+        if (fuzz_read(&c))
+            progress = 1;
+        if (c.eof)
+            break;
+        if (fuzz_now() > deadline)
+            fuzz_fail("session: the server neither closed nor stopped answering within %d ms "
+                      "(%zu of %zu bytes sent, %s)",
+                      FUZZ_HANG_MS, sent, len, half_closed ? "half-closed" : "connected");
+        if (!progress)
+            fuzz_step(1); /* nothing to do but wait for the server's timers */
+    }
+    if (c.fd >= 0) {
+        if (end == END_IDLE && !send_closed && strcmp(c.last_code, "221") != 0 &&
+            strcmp(c.last_code, "421") != 0)
+            fuzz_fail("session: the server hung up on a live client after a %s reply",
+                      c.last_code[0] ? c.last_code : "(no)");
+        close(c.fd);
+    }
+    free(payload);
+
+    fuzz_check_messages();
+    fuzz_probe();
+    if (fz.messages_checked >= FUZZ_RESTART_AFTER) {
+        /* Accepted messages stay in memory; keep long runs within libFuzzer's RSS limit. */
+        fuzz_server_stop();
+        fuzz_server_start();
+    }
+    return 0;
+}
