@@ -459,3 +459,50 @@ mocksrv_message_free(struct mocksrv_message *msg)
 {
     free(msg);
 }
+
+static int
+api_format_state(struct mocksrv *m, const char *path, struct ms_buf *out,
+                 struct mocksrv_error *err)
+{
+    struct ms_server *srv = &m->srv;
+    int rc = ms_server_ensure_scenario(srv, err);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    if (!srv->store) {
+        rc = ms_store_load_scenario(srv->sc, srv->seed, &srv->store, err);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
+    return ms_scenario_format_state(srv->sc, srv->store, path, out, err);
+}
+
+int
+mocksrv_write_state(struct mocksrv *m, const char *path, struct mocksrv_error *err)
+{
+    struct ms_buf out = {0};
+    int rc = api_format_state(m, path, &out, err);
+    if (rc == MOCKSRV_OK) {
+        char *tmp = ms_asprintf("%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fwrite(out.data, 1, out.len, f) != out.len || fclose(f) != 0 ||
+            rename(tmp, path) != 0) {
+            rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot write the state: %s", path,
+                              strerror(errno));
+            unlink(tmp);
+        }
+        free(tmp);
+    }
+    ms_buf_fini(&out);
+    return rc;
+}
+
+char *
+mocksrv_state_yaml(struct mocksrv *m, struct mocksrv_error *err)
+{
+    struct ms_buf out = {0};
+    if (api_format_state(m, NULL, &out, err) != MOCKSRV_OK) {
+        ms_buf_fini(&out);
+        return NULL;
+    }
+    return ms_buf_steal(&out, NULL);
+}

@@ -56,8 +56,8 @@
 #define SCENARIO_GIB (SCENARIO_MIB * 1024)
 #define SCENARIO_DAY_MS ((uint64_t)24 * 3600 * 1000)
 
-#define SCENARIO_MAX_GENERATE 1000000u   /* generate.count */
-#define SCENARIO_MIN_GENERATE_SIZE 64u   /* generate.size: room for a header and a body */
+#define SCENARIO_MAX_GENERATE 1000000u    /* generate.count */
+#define SCENARIO_MIN_GENERATE_SIZE 64u    /* generate.size: room for a header and a body */
 #define SCENARIO_UID_MAX (UINT32_MAX - 1) /* RFC 3501 2.3.1.1: UIDs are 32-bit, uidnext above */
 
 /* ---- the node tree ---- */
@@ -1627,13 +1627,12 @@ struct scenario_generate {
 };
 
 static int
-scenario_check_generate(struct scenario_ctx *ctx, const struct scenario_node *map,
-                        const char *path, void *base)
+scenario_check_generate(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                        void *base)
 {
     const struct scenario_generate *g = base;
     if (g->count == 0)
-        return scenario_fail(ctx, map->pos, path, "missing count (1 .. %u)",
-                             SCENARIO_MAX_GENERATE);
+        return scenario_fail(ctx, map->pos, path, "missing count (1 .. %u)", SCENARIO_MAX_GENERATE);
     return MOCKSRV_OK;
 }
 
@@ -1742,8 +1741,8 @@ scenario_crlf(struct ms_message_conf *mc)
 }
 
 static int
-scenario_check_message(struct scenario_ctx *ctx, const struct scenario_node *map,
-                       const char *path, void *base)
+scenario_check_message(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                       void *base)
 {
     struct ms_message_conf *mc = base;
     if (mc->exact && mc->source == MS_MSG_GENERATE) {
@@ -1805,8 +1804,9 @@ scenario_parse_messages(struct scenario_ctx *ctx, const struct scenario_node *ke
         const struct scenario_node *src = NULL;
         scenario_path_index(ipath, path, i);
         if (item->kind != SCENARIO_MAP)
-            return scenario_fail_type(ctx, item, ipath, "a message (a mapping with file, raw "
-                                                        "or generate)");
+            return scenario_fail_type(ctx, item, ipath,
+                                      "a message (a mapping with file, raw "
+                                      "or generate)");
         if ((rc = scenario_check_dups(ctx, item, ipath)) != MOCKSRV_OK)
             return rc;
         /* Exactly one source, checked before any file is read. */
@@ -1869,8 +1869,8 @@ scenario_parse_special_use(struct scenario_ctx *ctx, const struct scenario_node 
 }
 
 static int
-scenario_check_mailbox(struct scenario_ctx *ctx, const struct scenario_node *map,
-                       const char *path, void *base)
+scenario_check_mailbox(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                       void *base)
 {
     struct ms_mailbox_conf *mb = base;
     char kpath[SCENARIO_PATH_MAX];
@@ -2004,8 +2004,8 @@ scenario_check_sizes(struct scenario_ctx *ctx, const struct ms_scenario *sc)
                                          "%s is above limits.message_size (%s)", got, lim);
                 }
                 return scenario_fail(ctx, mc->src_pos, path,
-                                     "the message has %zu bytes, above limits.message_size (%s)",
-                                     n, lim);
+                                     "the message has %zu bytes, above limits.message_size (%s)", n,
+                                     lim);
             }
         }
     }
@@ -2410,8 +2410,8 @@ ms_scenario_load_default(struct ms_scenario **sc_r, struct mocksrv_error *err)
     if (!f)
         return ms_error_set(err, MOCKSRV_ENOTFOUND,
                             "<default>: scenarios/default.yaml is not embedded in this build");
-    return ms_scenario_load_string_embedded((const char *)f->data, f->len, "<default>",
-                                            "scenarios", sc_r, err);
+    return ms_scenario_load_string_embedded((const char *)f->data, f->len, "<default>", "scenarios",
+                                            sc_r, err);
 }
 
 const struct ms_user *
@@ -2446,7 +2446,7 @@ ms_scenario_find_listener(const struct ms_scenario *sc, const char *name)
 struct scenario_emit {
     yaml_emitter_t em;
     struct ms_buf *out;
-    int rc;               /* the first error; later events are dropped */
+    int rc; /* the first error; later events are dropped */
     struct mocksrv_error *err;
     /* message files */
     const char *out_path; /* may be NULL */
@@ -2497,8 +2497,8 @@ scenario_emit_scalar(struct scenario_emit *e, const char *text, size_t len,
                      yaml_scalar_style_t style)
 {
     yaml_event_t ev;
-    int made = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, 1, 1,
-                                            style);
+    int made =
+        yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, 1, 1, style);
     scenario_emit_event(e, &ev, made, text);
 }
 
@@ -2507,8 +2507,8 @@ scenario_emit_scalar(struct scenario_emit *e, const char *text, size_t len,
 static void
 scenario_emit_str(struct scenario_emit *e, const char *s)
 {
-    static const char *const words[] = {"null", "true", "false", "yes", "no", "on", "off", "y",
-                                        "n"};
+    static const char *const words[] = {"null", "true", "false", "yes", "no",
+                                        "on",   "off",  "y",     "n"};
     int plain = isalpha((unsigned char)s[0]);
     for (const char *p = s; plain && *p; p++)
         plain = isalnum((unsigned char)*p) || strchr("._@/+-", *p);
@@ -2922,8 +2922,7 @@ scenario_emit_user(struct scenario_emit *e, const char *name, const struct ms_us
 
 int
 ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *store,
-                         const char *out_path, struct ms_buf *yaml_out,
-                         struct mocksrv_error *err)
+                         const char *out_path, struct ms_buf *yaml_out, struct mocksrv_error *err)
 {
     struct scenario_emit e = {.out = yaml_out, .rc = MOCKSRV_OK, .err = err, .out_path = out_path};
     size_t start = yaml_out->len;
@@ -2940,7 +2939,8 @@ ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *st
     yaml_emitter_set_unicode(&e.em, 1);
     yaml_emitter_set_width(&e.em, -1); /* no folding of long quoted lines */
     yaml_emitter_set_indent(&e.em, 2);
-    ms_buf_puts(yaml_out, "# mocksrv state: the scenario with its mailboxes as they were at exit.\n");
+    ms_buf_puts(yaml_out,
+                "# mocksrv state: the scenario with its mailboxes as they were at exit.\n");
 
     scenario_emit_event(&e, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING),
                         "the stream");

@@ -156,34 +156,34 @@ struct ms_message_conf {
      * string always gets CRLF line ends (YAML strings carry LF). bytes[len] is NUL. */
     char *bytes;
     size_t len;
-    char *file;             /* MS_MSG_FILE: the path as written in the scenario */
+    char *file; /* MS_MSG_FILE: the path as written in the scenario */
     /* MS_MSG_GENERATE: count messages of about size bytes each, from the seed */
     size_t gen_count;
     size_t gen_size;
     /* all kinds (for generate: applied to every generated message) */
-    unsigned flags;         /* MS_FLAG_* of store.h */
-    char **keywords;        /* non-system flags, e.g. "$Label1" */
+    unsigned flags;  /* MS_FLAG_* of store.h */
+    char **keywords; /* non-system flags, e.g. "$Label1" */
     size_t n_keywords;
-    int64_t date;           /* INTERNALDATE, seconds since the epoch; 0 = not given */
-    uint32_t uid;           /* 0 = assigned ascending (for generate: the first UID) */
+    int64_t date; /* INTERNALDATE, seconds since the epoch; 0 = not given */
+    uint32_t uid; /* 0 = assigned ascending (for generate: the first UID) */
     struct ms_pos pos;
     /* additions */
-    int exact;              /* `exact: true`: no LF -> CRLF conversion of a file or raw */
-    struct ms_pos src_pos;  /* of the file, raw or generate value (size checks, messages) */
+    int exact;             /* `exact: true`: no LF -> CRLF conversion of a file or raw */
+    struct ms_pos src_pos; /* of the file, raw or generate value (size checks, messages) */
 };
 
 struct ms_mailbox_conf {
-    char *name;             /* "INBOX", "Archive/2023" */
-    uint32_t uidvalidity;   /* 0 = not given */
-    char *special_use;      /* "\\Sent" ..., or NULL */
-    int subscribed;         /* default 1 */
+    char *name;           /* "INBOX", "Archive/2023" */
+    uint32_t uidvalidity; /* 0 = not given */
+    char *special_use;    /* "\\Sent" ..., or NULL */
+    int subscribed;       /* default 1 */
     struct ms_message_conf *messages;
     size_t n_messages;
     struct ms_pos pos;
     /* additions */
-    uint32_t uidnext;       /* 0 = not given; else above every UID of the messages. The store
-                             * sets the mailbox's uidnext to at least this (--state-out keeps
-                             * it across a round trip). */
+    /* 0 = not given; else above every UID of the messages. The store sets the mailbox's uidnext
+     * to at least this, so that --state-out keeps it across a round trip. */
+    uint32_t uidnext;
 };
 
 struct ms_user {

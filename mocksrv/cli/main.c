@@ -35,6 +35,7 @@ struct cli {
     const char *ready_file;
     const char *events;
     const char *spool;
+    const char *state_out;
     int verbosity;
     int check;
     long long seed;
@@ -61,6 +62,7 @@ cli_usage(FILE *out)
           "  --ready-file PATH          write the ready line to PATH (atomically)\n"
           "  --events PATH              JSON-lines events to PATH (- = stdout)\n"
           "  --spool DIR                write each received message to DIR/NNNNNN.eml + .json\n"
+          "  --state-out PATH           at exit, write the final mailboxes as a scenario to PATH\n"
           "  --seed N                   seed for every random choice\n"
           "  -v, --verbose              transcript of every session on stderr\n"
           "  -q, --quiet                errors only\n"
@@ -124,7 +126,7 @@ cli_parse(struct cli *cli, int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},       {"quiet", no_argument, NULL, 'q'},
         {"check", no_argument, NULL, 'C'},         {"exit-after", required_argument, NULL, 'X'},
         {"idle-exit", required_argument, NULL, 'I'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {"state-out", required_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},          {"state-out", required_argument, NULL, 'O'},
         {"cert", required_argument, NULL, 'U'},    {"key", required_argument, NULL, 'U'},
         {"ca-out", required_argument, NULL, 'U'},  {NULL, 0, NULL, 0},
     };
@@ -170,6 +172,9 @@ cli_parse(struct cli *cli, int argc, char **argv)
             break;
         case 's':
             cli->spool = optarg;
+            break;
+        case 'O':
+            cli->state_out = optarg;
             break;
         case 'S':
             if (cli_parse_ull(optarg, ~0ull >> 1, &v) != 0)
@@ -399,7 +404,8 @@ main(int argc, char **argv)
                     }
                 }
             } else if (si.ssi_signo == SIGHUP) {
-                fputs("mocksrv: SIGHUP: reload is not supported by this version yet\n", stderr);
+                /* errors are reported by the server; the previous scenario stays */
+                mocksrv_reload(srv, &err);
             } else if (!stopping) {
                 stopping = 1;
                 mocksrv_shutdown(srv);
@@ -409,6 +415,10 @@ main(int argc, char **argv)
             break;
     }
     int unmet = mocksrv_stop(srv);
+    if (cli.state_out && mocksrv_write_state(srv, cli.state_out, &err) != MOCKSRV_OK) {
+        fprintf(stderr, "mocksrv: --state-out: %s\n", err.message);
+        unmet = -1;
+    }
     if (child > 0) {
         /* The server stopped on its own (--exit-after, --idle-exit): let CMD finish. */
         int st;
@@ -418,7 +428,7 @@ main(int argc, char **argv)
     if (cli.cmd && child_status != 0)
         status = child_status;
     else
-        status = unmet > 0 ? EXIT_EXPECT : 0;
+        status = unmet < 0 ? EXIT_RUNTIME : unmet > 0 ? EXIT_EXPECT : 0;
 out:
     mocksrv_free(srv);
     free(cli.listen);

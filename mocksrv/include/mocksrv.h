@@ -138,6 +138,16 @@ MOCKSRV_API uint64_t mocksrv_seed(struct mocksrv *srv);
 /* The ready line (JSON, no newline) describing every bound listener; caller frees. */
 MOCKSRV_API char *mocksrv_ready_json(struct mocksrv *srv);
 
+/* The final mailbox state (SPEC 2 --state-out) as a scenario document that loads back into the
+ * same state: settings, users, mailboxes, messages with UIDs, flags and dates. Call it after
+ * mocksrv_stop, or between steps in stepped mode.
+ * mocksrv_write_state writes PATH (via a temporary file and a rename) and puts messages that
+ * YAML cannot carry exactly into PATH.d/ as .eml files. mocksrv_state_yaml returns the document
+ * (caller frees), or NULL with err filled when a message would need such a file. */
+MOCKSRV_API int mocksrv_write_state(struct mocksrv *srv, const char *path,
+                                    struct mocksrv_error *err);
+MOCKSRV_API char *mocksrv_state_yaml(struct mocksrv *srv, struct mocksrv_error *err);
+
 /* Number of messages accepted so far. Any thread. */
 MOCKSRV_API size_t mocksrv_message_count(struct mocksrv *srv);
 /* Blocks until at least n messages were accepted or timeout_ms passed (-1: forever).

@@ -305,7 +305,6 @@ START_TEST(test_embedded_default)
 }
 END_TEST
 
-
 /* ---- mailboxes and messages ---- */
 
 /* The bytes a loader must give for a file: LF-only converted to CRLF, else exact. */
@@ -418,8 +417,8 @@ START_TEST(test_mailboxes_fixture)
         const struct ms_message_conf *mc = &in->messages[i];
         char what[64];
         snprintf(what, sizeof what, "INBOX message %zu", i);
-        ck_assert_msg(mc->source == msgs[i].source, "%s: got source %d, want %d", what,
-                      mc->source, msgs[i].source);
+        ck_assert_msg(mc->source == msgs[i].source, "%s: got source %d, want %d", what, mc->source,
+                      msgs[i].source);
         if (msgs[i].bytes) {
             check_bytes(what, mc->bytes, mc->len, msgs[i].bytes, msgs[i].len);
             ck_assert_msg(mc->bytes[mc->len] == '\0', "%s: not NUL-terminated", what);
@@ -469,6 +468,46 @@ START_TEST(test_mailboxes_fixture)
     ck_assert_int_eq(c->mailboxes[0].pos.line, 34);
     ck_assert_str_eq(c->mailboxes[1].name, "Work");
     ck_assert_uint_eq(c->mailboxes[1].uidvalidity, 4294967295u);
+    ms_scenario_destroy(&sc);
+}
+END_TEST
+
+START_TEST(test_mailbox_values)
+{
+    /* Spellings that must be accepted, and where they land. */
+    struct ms_scenario *sc = load_ok("users:\n"
+                                     "  a:\n"
+                                     "    password: x\n"
+                                     "    mailboxes:\n"
+                                     "  b:\n"
+                                     "    password: x\n"
+                                     "    mailboxes:\n"
+                                     "      \"[Gmail]/Sent Mail\": { special_use: '\\SENT' }\n"
+                                     "      INBOX/child: { subscribed: off }\n"
+                                     "      \"Caf\xc3\xa9\":\n"
+                                     "      Empty: { messages: }\n"
+                                     "      iNbOx:\n"
+                                     "        uidnext: 4294967295\n"
+                                     "        messages:\n"
+                                     "          - { raw: a, uid: 4294967293 }\n"
+                                     "          - { raw: b, date: \"2024-05-01\" }\n");
+    ck_assert_uint_eq(sc->users[0].n_mailboxes, 1);
+    ck_assert_str_eq(sc->users[0].mailboxes[0].name, "INBOX");
+    const struct ms_user *b = &sc->users[1];
+    static const char *const names[] = {"[Gmail]/Sent Mail", "INBOX/child", "Caf\xc3\xa9", "Empty",
+                                        "INBOX"};
+    ck_assert_uint_eq(b->n_mailboxes, MS_ARRAY_LEN(names));
+    for (size_t i = 0; i < MS_ARRAY_LEN(names); i++)
+        ck_assert_msg(strcmp(b->mailboxes[i].name, names[i]) == 0, "mailbox %zu: got %s, want %s",
+                      i, b->mailboxes[i].name, names[i]);
+    ck_assert_str_eq(b->mailboxes[0].special_use, "\\Sent");
+    ck_assert_int_eq(b->mailboxes[1].subscribed, 0);
+    ck_assert_int_eq(b->mailboxes[2].subscribed, 1);
+    ck_assert_uint_eq(b->mailboxes[3].n_messages, 0);
+    ck_assert_uint_eq(b->mailboxes[4].uidnext, 4294967295u);
+    ck_assert_uint_eq(b->mailboxes[4].messages[0].uid, 4294967293u);
+    ck_assert_uint_eq(b->mailboxes[4].messages[1].uid, 0); /* the store gives it 4294967294 */
+    ck_assert_int_eq(b->mailboxes[4].messages[1].date, 1714521600);
     ms_scenario_destroy(&sc);
 }
 END_TEST
@@ -651,8 +690,8 @@ START_TEST(test_embedded_files)
                  ok[i]);
         struct ms_scenario *sc = NULL;
         struct mocksrv_error err = {0};
-        int rc = ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc,
-                                                  &err);
+        int rc =
+            ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc, &err);
         ck_assert_msg(rc == MOCKSRV_OK, "%s: %s", ok[i], err.message);
         const struct ms_message_conf *mc = &sc->users[0].mailboxes[0].messages[0];
         check_bytes(ok[i], mc->bytes, mc->len, (const char *)f->data, f->len);
@@ -668,8 +707,8 @@ START_TEST(test_embedded_files)
                  bad[i]);
         struct ms_scenario *sc = NULL;
         struct mocksrv_error err = {0};
-        int rc = ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc,
-                                                  &err);
+        int rc =
+            ms_scenario_load_string_embedded(yaml, strlen(yaml), "<e>", "scenarios", &sc, &err);
         ck_assert_msg(rc == MOCKSRV_ESCENARIO, "%s: got rc %d, want %d", bad[i], rc,
                       MOCKSRV_ESCENARIO);
         snprintf(want, sizeof want,
@@ -1089,11 +1128,10 @@ START_TEST(test_mailbox_error)
     char want[2048];
     snprintf(want, sizeof want, "x.yaml:%d:%d: %s", mailbox_error_cases[_i].line,
              mailbox_error_cases[_i].column, mailbox_error_cases[_i].message);
-    ck_assert_msg(err.line == mailbox_error_cases[_i].line &&
-                      err.column == mailbox_error_cases[_i].column &&
-                      strncmp(err.message, want, strlen(want)) == 0,
-                  "case %d:\n got  %d:%d %s\n want %s...", _i, err.line, err.column, err.message,
-                  want);
+    ck_assert_msg(
+        err.line == mailbox_error_cases[_i].line && err.column == mailbox_error_cases[_i].column &&
+            strncmp(err.message, want, strlen(want)) == 0,
+        "case %d:\n got  %d:%d %s\n want %s...", _i, err.line, err.column, err.message, want);
 }
 END_TEST
 
@@ -1439,12 +1477,12 @@ END_TEST
 /* ---- robustness: truncations and mutations (what the fuzzer will do, bounded) ---- */
 
 static void
-check_robust(const char *yaml, size_t len, const char *what, size_t n)
+check_robust(const char *yaml, size_t len, const char *what, size_t n, const char *base)
 {
     struct ms_scenario *sc = NULL;
     struct mocksrv_error err;
     memset(&err, 0, sizeof err);
-    int rc = ms_scenario_load_string(yaml, len, "fuzz.yaml", "/base", &sc, &err);
+    int rc = ms_scenario_load_string(yaml, len, "fuzz.yaml", base, &sc, &err);
     ck_assert_msg(rc == MOCKSRV_OK || rc == MOCKSRV_ESCENARIO, "%s %zu: rc %d", what, n, rc);
     if (rc == MOCKSRV_OK) {
         ck_assert_ptr_nonnull(sc);
@@ -1459,6 +1497,36 @@ check_robust(const char *yaml, size_t len, const char *what, size_t n)
     }
 }
 
+START_TEST(test_truncations_mailboxes)
+{
+    /* The same with mailboxes and messages, whose files are found (the fixture's directory). */
+    size_t len;
+    char *full = read_fixture("scenarios/mailboxes.yaml", &len);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/scenarios", fixtures());
+    for (size_t n = 0; n <= len; n++) {
+        char *cut = ms_malloc(n);
+        memcpy(cut, full, n);
+        struct ms_scenario *sc = NULL;
+        struct mocksrv_error err;
+        memset(&err, 0, sizeof err);
+        int rc = ms_scenario_load_string(cut, n, "fuzz.yaml", dir, &sc, &err);
+        ck_assert_msg(rc == MOCKSRV_OK || rc == MOCKSRV_ESCENARIO, "cut at %zu: rc %d", n, rc);
+        if (rc == MOCKSRV_OK) {
+            for (size_t u = 0; u < sc->n_users; u++)
+                ck_assert_str_eq(sc->users[u].mailboxes[0].name, "INBOX");
+            ms_scenario_destroy(&sc);
+        } else {
+            ck_assert_msg(
+                strncmp(err.message, "fuzz.yaml:", 10) == 0 && err.line >= 1 && err.column >= 1,
+                "cut at %zu: bad error %d:%d \"%s\"", n, err.line, err.column, err.message);
+        }
+        free(cut);
+    }
+    free(full);
+}
+END_TEST
+
 START_TEST(test_truncations)
 {
     size_t len;
@@ -1467,7 +1535,7 @@ START_TEST(test_truncations)
         /* A copy of exactly n bytes, so ASan sees any read past the end. */
         char *cut = ms_malloc(n);
         memcpy(cut, full, n);
-        check_robust(cut, n, "truncated at", n);
+        check_robust(cut, n, "truncated at", n, "/base");
         free(cut);
     }
     free(full);
@@ -1483,11 +1551,16 @@ xorshift(uint64_t *s)
     return *s;
 }
 
+/* The documents mutated: every key of the loader between them. */
+static const char *const mutated[] = {"scenarios/full.yaml", "scenarios/mailboxes.yaml"};
+
 START_TEST(test_mutations)
 {
     static const char interesting[] = "{}[]:,-&*!|>'\"#?%@\n \t\\0~";
     size_t len;
-    char *full = read_fixture("scenarios/full.yaml", &len);
+    char *full = read_fixture(mutated[_i], &len);
+    char dir[1024]; /* where mailboxes.yaml finds its message files */
+    snprintf(dir, sizeof dir, "%s/scenarios", fixtures());
     uint64_t seed = 0x5ce7a210u;
     for (size_t iter = 0; iter < 2000; iter++) {
         struct ms_buf b = {0};
@@ -1523,7 +1596,7 @@ START_TEST(test_mutations)
         }
         char *copy = ms_malloc(b.len);
         memcpy(copy, b.data, b.len);
-        check_robust(copy, b.len, "mutation", iter);
+        check_robust(copy, b.len, mutated[_i], iter, dir);
         free(copy);
         ms_buf_fini(&b);
     }
@@ -1542,6 +1615,7 @@ scenario_suite(void)
     tcase_add_test(tc, test_values);
     tcase_add_test(tc, test_embedded_default);
     tcase_add_test(tc, test_mailboxes_fixture);
+    tcase_add_test(tc, test_mailbox_values);
     tcase_add_test(tc, test_raw_crlf);
     tcase_add_test(tc, test_file_messages);
     tcase_add_test(tc, test_embedded_files);
@@ -1568,7 +1642,8 @@ scenario_suite(void)
     tc = tcase_create("robustness");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_truncations);
-    tcase_add_test(tc, test_mutations);
+    tcase_add_test(tc, test_truncations_mailboxes);
+    tcase_add_loop_test(tc, test_mutations, 0, (int)MS_ARRAY_LEN(mutated));
     suite_add_tcase(s, tc);
     return s;
 }

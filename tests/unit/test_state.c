@@ -299,8 +299,8 @@ START_TEST(test_round_trip)
     struct ms_account *alice = ms_store_account(st, "alice", 0);
     struct ms_mailbox *inbox = ms_store_mailbox(alice, "INBOX");
     const char *kw[] = {"$Forwarded"};
-    ms_store_set_flags(inbox, inbox->msgs[1], MS_FLAG_ANSWERED | MS_FLAG_DRAFT | MS_FLAG_RECENT,
-                       kw, 1);
+    ms_store_set_flags(inbox, inbox->msgs[1], MS_FLAG_ANSWERED | MS_FLAG_DRAFT | MS_FLAG_RECENT, kw,
+                       1);
     ck_assert_int_eq(ms_store_expunge_uid(inbox, inbox->msgs[inbox->n_msgs - 1]->uid), 0);
     const char *mailboxes[] = {"INBOX", "a/b", "a_b", "sp ace", "Caf\xc3\xa9"};
     size_t n_awkward = 0;
@@ -317,10 +317,9 @@ START_TEST(test_round_trip)
     }
     struct ms_mailbox *sent = ms_store_mailbox(alice, "Sent");
     for (size_t i = 0; i < MS_ARRAY_LEN(clean); i++)
-        ck_assert_ptr_nonnull(ms_store_append(sent,
-                                              ms_blob_create(clean[i].bytes,
-                                                             strlen(clean[i].bytes)),
-                                              0, NULL, 0, i ? 1600000000 + (int)i : 0, 0));
+        ck_assert_ptr_nonnull(
+            ms_store_append(sent, ms_blob_create(clean[i].bytes, strlen(clean[i].bytes)), 0, NULL,
+                            0, i ? 1600000000 + (int)i : 0, 0));
     /* a mailbox of the same files' names for two mailboxes: "a/b" and "a_b" both had uid 1 */
     ck_assert_uint_ge(ms_store_mailbox(alice, "a/b")->n_msgs, 1);
     ck_assert_uint_ge(ms_store_mailbox(alice, "a_b")->n_msgs, 1);
@@ -340,8 +339,10 @@ START_TEST(test_round_trip)
             n_file += mc->source == MS_MSG_FILE;
             n_raw += mc->source == MS_MSG_RAW;
             if (strcmp(ba->mailboxes[k].name, "Sent") == 0)
-                ck_assert_msg(mc->source == MS_MSG_RAW, "Sent message %zu (%s): got a file, want "
-                              "raw", i, clean[i].what);
+                ck_assert_msg(mc->source == MS_MSG_RAW,
+                              "Sent message %zu (%s): got a file, want "
+                              "raw",
+                              i, clean[i].what);
         }
     /* the LF-only file of the scenario was converted to CRLF at load: now it is clean text */
     ck_assert_msg(n_file == n_awkward, "files: got %zu, want %zu", n_file, n_awkward);
@@ -427,8 +428,7 @@ START_TEST(test_each_awkward_alone)
             struct ms_scenario *back = round_trip(sc, st, dir, NULL);
             const struct ms_message_conf *mc = &back->users[0].mailboxes[0].messages[0];
             enum ms_message_source want = kind == 0 ? MS_MSG_FILE : MS_MSG_RAW;
-            ck_assert_msg(mc->source == want, "%s: got source %d, want %d", what, mc->source,
-                          want);
+            ck_assert_msg(mc->source == want, "%s: got source %d, want %d", what, mc->source, want);
             struct ms_store *st2 = build_store(back);
             check_same_store(st2, st);
             ms_store_destroy(&st2);
@@ -608,8 +608,7 @@ START_TEST(test_file_names)
     for (size_t i = 0; i < MS_ARRAY_LEN(want); i++) {
         const struct ms_message_conf *mc = &back->users[0].mailboxes[i].messages[0];
         char *rel = ms_asprintf("state.yaml.d/%s", want[i]);
-        ck_assert_msg(strcmp(mc->file, rel) == 0, "%s: got %s, want %s", names[i], mc->file,
-                      rel);
+        ck_assert_msg(strcmp(mc->file, rel) == 0, "%s: got %s, want %s", names[i], mc->file, rel);
         free(rel);
     }
     struct ms_store *st2 = build_store(back);
