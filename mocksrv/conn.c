@@ -19,16 +19,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CONN_READ_CHUNK 16384
+/* Input buffers start small, so an idle session costs little (commands are short), and double
+ * each time a read fills them, up to CONN_READ_MAX, so a DATA stream is read in large pieces.
+ * Output buffers larger than CONN_KEEP are freed once flushed. */
+#define CONN_READ_FIRST 1024
+#define CONN_READ_MAX (64 * 1024)
+#define CONN_KEEP (64 * 1024)
 
 void
 ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd)
 {
     memset(c, 0, sizeof *c);
     c->fd = fd;
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0 && !(flags & O_NONBLOCK))
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    c->read_size = CONN_READ_FIRST;
     int one = 1;
     /* Replies are small and already batched per pipelined group: never let Nagle hold them. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
@@ -83,9 +86,12 @@ conn_recv(struct ms_conn *c, int64_t deadline)
         return rc;
     conn_compact(c);
     for (;;) {
-        ms_buf_reserve(&c->in, CONN_READ_CHUNK);
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
+        ms_buf_reserve(&c->in, c->read_size);
+        size_t room = c->in.cap - c->in.len - 1;
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
         if (n > 0) {
+            if ((size_t)n == room && c->read_size < CONN_READ_MAX)
+                c->read_size *= 2;
             if (c->tap)
                 c->tap(c->tap_arg, '<', c->in.data + c->in.len, (size_t)n);
             c->in.len += (size_t)n;
@@ -251,7 +257,10 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
     struct iovec iov = {.iov_base = c->out.data, .iov_len = c->out.len};
     ssize_t n = ms_shape_writev(&c->shape, c->io, &iov, 1, deadline);
     size_t len = c->out.len;
-    ms_buf_clear(&c->out);
+    if (c->out.cap > CONN_KEEP)
+        ms_buf_fini(&c->out); /* a RETR or FETCH of a big message: don't keep its buffer */
+    else
+        ms_buf_clear(&c->out);
     if (n < 0) {
         c->failed = 1;
         return (int)n;

@@ -45,6 +45,7 @@ struct ms_conn {
     int eof;     /* the peer closed its side */
     int failed;  /* a transport error happened: no further I/O */
     int discarding; /* skipping the rest of an over-long line */
+    size_t read_size; /* room asked for before each recv: grows while reads fill it */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;
@@ -65,7 +66,8 @@ struct ms_line {
     int nul;
 };
 
-/* Takes ownership of fd (made non-blocking, TCP_NODELAY set) and registers it with loop. */
+/* Takes ownership of fd (which must already be non-blocking: accept4 with SOCK_NONBLOCK), sets
+ * TCP_NODELAY and registers it with loop. */
 void ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd);
 /* Deregisters and closes the fd, frees buffers. */
 void ms_conn_fini(struct ms_conn *c);

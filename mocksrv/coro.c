@@ -34,6 +34,7 @@
 #include <stdlib.h>
 
 #if defined(MOCKSRV_ASAN) && MOCKSRV_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define CORO_ASAN 1
 #else
@@ -65,6 +66,13 @@ struct ms_coro {
     void *data;
     size_t stack_size; /* as asked; the mapping is made on the first resume */
     struct ms_stack stack;
+    struct ms_stack_cache *cache; /* where the stack comes from and goes back to, or NULL */
+};
+
+struct ms_stack_cache {
+    struct ms_stack *stacks;
+    size_t n;
+    size_t max;
 };
 
 /* The one piece of per-thread state. initial-exec: a switch must not call __tls_get_addr. */
@@ -110,9 +118,67 @@ ms_coro_destroy(struct ms_coro **cop)
         return;
     /* A running coroutine (or one of its callers) is on the CPU: its stack is in use. */
     ms_assert(co->state != CORO_RUNNING);
-    ms_stack_fini(&co->stack);
+    struct ms_stack_cache *cache = co->cache;
+    if (co->stack.map && cache && cache->n < cache->max) {
+#if CORO_ASAN
+        /* frames of a coroutine destroyed while suspended leave poisoned redzones behind */
+        ASAN_UNPOISON_MEMORY_REGION(co->stack.lo, co->stack.size);
+#endif
+        cache->stacks[cache->n++] = co->stack;
+    } else {
+        ms_stack_fini(&co->stack);
+    }
     free(co);
     *cop = NULL;
+}
+
+struct ms_stack_cache *
+ms_stack_cache_create(size_t max)
+{
+    struct ms_stack_cache *c = ms_calloc(1, sizeof *c);
+    c->stacks = ms_calloc(max ? max : 1, sizeof *c->stacks);
+    c->max = max;
+    return c;
+}
+
+void
+ms_stack_cache_destroy(struct ms_stack_cache **cp)
+{
+    struct ms_stack_cache *c = *cp;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        ms_stack_fini(&c->stacks[i]);
+    free(c->stacks);
+    free(c);
+    *cp = NULL;
+}
+
+void
+ms_coro_set_stack_cache(struct ms_coro *co, struct ms_stack_cache *cache)
+{
+    ms_assert(co->state == CORO_CREATED);
+    co->cache = cache;
+}
+
+/* Takes a cached stack of the size ms_stack_init would map for this coroutine. */
+static int
+coro_cache_take(struct ms_coro *co)
+{
+    struct ms_stack_cache *c = co->cache;
+    if (!c || c->n == 0)
+        return 0;
+    size_t page = ms_stack_page_size();
+    size_t want = co->stack_size < 2 * page ? 2 * page : co->stack_size;
+    want = (want + page - 1) / page * page;
+    for (size_t i = c->n; i-- > 0;) {
+        if (c->stacks[i].size == want) {
+            co->stack = c->stacks[i];
+            c->stacks[i] = c->stacks[--c->n];
+            return 1;
+        }
+    }
+    return 0;
 }
 
 void
@@ -120,7 +186,8 @@ ms_coro_resume(struct ms_coro *co)
 {
     ms_assert(co->state == CORO_CREATED || co->state == CORO_SUSPENDED);
     if (co->state == CORO_CREATED) {
-        ms_stack_init(&co->stack, co->stack_size);
+        if (!coro_cache_take(co))
+            ms_stack_init(&co->stack, co->stack_size);
         ms_ctx_init(&co->ctx, co->stack.lo, co->stack.size, coro_entry, co);
     }
     co->caller = coro_current;

@@ -5,7 +5,8 @@
  * Return-Path, one or two Received, Date, From/To/Cc with display names (some RFC 2047
  * encoded-word UTF-8), Subject (some encoded-word UTF-8, some long and folded), Message-ID,
  * MIME-Version, optional In-Reply-To/References and User-Agent, then a MIME body. Body text is
- * drawn from small built-in word lists; attachment bytes from the hash.
+ * drawn from small built-in phrase lists; attachment bytes from the hash (behind a real PDF or
+ * PNG signature).
  *
  * What it is not: not a MIME library, not a random mail corpus. No mutable global state, no
  * libc RNG, no clock, no locale: every draw is gen_mix(key + k * golden) for a per-message key
@@ -23,12 +24,25 @@
  *    5%  multipart/mixed: text/plain + a message/rfc822 attachment (a forwarded message, itself
  *        text/plain or multipart/alternative)
  *
- * A shape that does not fit the requested size falls back to the next simpler one in the list
- * above (the gates GEN_GATE_* below), so small requests give plain text only. Headers: 20% of
- * subjects are UTF-8 encoded-words, 15% are long enough to fold (requests of 2 KiB and more);
- * a display name is encoded when the drawn name has non-ASCII letters (1 in 4 first and last
- * names); 50% have a second Received, 50% a Cc line with 1-2 addresses, 60% a User-Agent, 30%
- * a "Re:" subject with In-Reply-To and References (all of these only from GEN_FULL_HEADERS up).
+ * A shape that does not fit the requested size falls back along rfc822 -> nested -> mixed ->
+ * alternative -> plain (us-ascii or utf-8, 50/50), by the gates GEN_GATE_* below: requests under
+ * 2 KiB are plain text only, 2-2.5 KiB add alternative, 2.5-3 KiB mixed, 3-3.5 KiB nested. A
+ * forwarded message inside message/rfc822 is plain or alternative. Attachments are base64 with
+ * 76-character lines, 15-45% of the room going to the text part (at most 32 KiB), the rest to
+ * the attachment, so a 1 MiB message with an attachment is mostly base64.
+ *
+ * Headers, from GEN_FULL_HEADERS (1200 bytes) up: 50% have a second Received, 1-3 To
+ * addresses, 50% a Cc line with 1-2 addresses, 60% a User-Agent or X-Mailer, 30% a "Re:"
+ * subject with In-Reply-To and References, 10% "Fwd:". Below it: one Received, one To, none of
+ * the optional fields, so a minimal message (about 600 bytes) stays valid. Subjects: 20% are
+ * UTF-8 as RFC 2047 B encoded-words (half of those long enough to fold into several
+ * encoded-words from 2 KiB up), 15% are long ASCII subjects folded at spaces. A display name is
+ * a Q encoded-word when the drawn first or last name is non-ASCII (a quarter of each table);
+ * 1 in 8 addresses has no display name, 1 in 8 (ASCII names) a quoted "Last, First".
+ *
+ * Body text is sentences of built-in phrases (gen_np, gen_vp, gen_adv), 2-5 sentences a
+ * paragraph, wrapped at 72; in utf-8 parts a quarter of the noun phrases are non-ASCII words,
+ * quoted-printable. HTML parts carry the same kind of text in <p> elements.
  *
  * Invariants:
  * - Every line ends in CRLF; header lines are at most 78 bytes (folding at whitespace), body
@@ -36,7 +50,7 @@
  * - Boundaries are "=_mock_" + 16 hex digits + "_" + a letter: all the same length (so no
  *   boundary is a prefix of another), drawn per multipart, and never found in content: "=_"
  *   cannot occur in quoted-printable (a "=" is followed by a hex digit or CRLF), in base64
- *   ("=" only as final padding) or in the word lists.
+ *   ("=" only as final padding) or in the phrase and word lists.
  * - Quoted-printable lines never end in whitespace and contain only whole =XX escapes.
  * - Size: headers and structure are written first; each content leaf gets a share of what is
  *   left, and the last leaf is sized from the exact remaining tail, so the total lands within
@@ -49,16 +63,16 @@
 
 #define GEN_GOLDEN 0x9e3779b97f4a7c15ULL
 
-#define GEN_HDR_MAX 78       /* RFC 5322 2.1.1: lines SHOULD be at most 78 characters */
-#define GEN_WRAP 72          /* body text line width; quoted-printable allows 76 (RFC 2045 6.7) */
-#define GEN_B64_LINE 57      /* raw bytes per 76-character base64 line */
-#define GEN_FULL_HEADERS 1200  /* below this: one Received, one To, no Cc/User-Agent/Re: */
-#define GEN_LONG_SUBJECT 2048  /* long folded subjects from here */
-#define GEN_GATE_ALT 2048    /* smallest request that may be multipart/alternative */
-#define GEN_GATE_MIXED 2560  /* text + attachment */
-#define GEN_GATE_NESTED 3072 /* mixed(alternative, attachment) */
-#define GEN_GATE_RFC822 3584 /* mixed(text, message/rfc822) */
-#define GEN_TEXT_CAP 32768   /* text part of a message with an attachment: at most this */
+#define GEN_HDR_MAX 78        /* RFC 5322 2.1.1: lines SHOULD be at most 78 characters */
+#define GEN_WRAP 72           /* body text line width; quoted-printable allows 76 (RFC 2045 6.7) */
+#define GEN_B64_LINE 57       /* raw bytes per 76-character base64 line */
+#define GEN_FULL_HEADERS 1200 /* below this: one Received, one To, no Cc/User-Agent/Re: */
+#define GEN_LONG_SUBJECT 2048 /* long folded subjects from here */
+#define GEN_GATE_ALT 2048     /* smallest request that may be multipart/alternative */
+#define GEN_GATE_MIXED 2560   /* text + attachment */
+#define GEN_GATE_NESTED 3072  /* mixed(alternative, attachment) */
+#define GEN_GATE_RFC822 3584  /* mixed(text, message/rfc822) */
+#define GEN_TEXT_CAP 32768    /* text part of a message with an attachment: at most this */
 #define GEN_DATE_FROM 1672531200 /* 2023-01-01T00:00:00Z */
 #define GEN_DATE_SPAN 63158400   /* two years, to 2025-01-01T00:00:00Z */
 
@@ -106,6 +120,7 @@ struct gen_phrase {
     char s[31];
 };
 
+/* clang-format off */
 #define C(s) {sizeof(s) - 1, s}
 static const struct gen_phrase gen_np[] = {
     C("the team"), C("our customer"), C("the new release"), C("the budget"), C("the first draft"),
@@ -233,9 +248,11 @@ static const struct gen_name gen_last[] = {
 };
 _Static_assert(MS_ARRAY_LEN(gen_last) == 32, "indexed with 5 bits");
 
+/* clang-format on */
+
 /* Sender domains (RFC 2606 / 6761 reserved names); recipients are at mock.test. */
 static const char *const gen_domains[] = {
-    "example.com", "example.org", "example.net", "acme.example",
+    "example.com",    "example.org",     "example.net",      "acme.example",
     "globex.example", "initech.example", "umbrella.example", "hooli.example",
 };
 #define GEN_LOCAL_DOMAIN 8 /* a person's domain index meaning mock.test */
@@ -908,8 +925,7 @@ gen_text(struct gen *g, size_t end, unsigned mode)
             w = u->qp;
             wl = u->qlen;
         } else {
-            const struct gen_phrase *ph =
-                &gen_sentence[slot][gen_bits(r, gen_sentence_bits[slot])];
+            const struct gen_phrase *ph = &gen_sentence[slot][gen_bits(r, gen_sentence_bits[slot])];
             w = ph->s;
             wl = ph->len;
         }
@@ -1090,7 +1106,8 @@ gen_attachment(struct gen *g, size_t end)
     name[n++] = '-';
     n += gen_fmt_dec(name + n, 1000 + (v >> 8) % 9000);
     memcpy(name + n, png ? ".png" : ".pdf", 5);
-    gen_put(out, png ? "Content-Type: image/png; name=\"" : "Content-Type: application/pdf; name=\"");
+    gen_put(out,
+            png ? "Content-Type: image/png; name=\"" : "Content-Type: application/pdf; name=\"");
     gen_put(out, name);
     gen_put(out, "\"\r\nContent-Disposition: attachment; filename=\"");
     gen_put(out, name);
@@ -1105,7 +1122,7 @@ static enum gen_shape
 gen_pick_shape(struct gen *g, size_t target, int depth)
 {
     unsigned u = (unsigned)gen_below(&g->rng, 100);
-    enum gen_shape s = u < 30 ? GEN_PLAIN_ASCII
+    enum gen_shape s = u < 30   ? GEN_PLAIN_ASCII
                        : u < 45 ? GEN_PLAIN_UTF8
                        : u < 70 ? GEN_ALTERNATIVE
                        : u < 85 ? GEN_MIXED

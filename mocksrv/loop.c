@@ -67,6 +67,7 @@ struct loop_task {
     void *arg;
     enum task_state state;
     int result;                    /* what the blocking call returns once woken */
+    int cancel_pending;            /* woken while not blocked: the next block returns at once */
     struct loop_task *next_ready;  /* ready queue */
     struct loop_task *prev, *next; /* all live tasks */
 
@@ -98,9 +99,13 @@ struct loop_timer {
     uint32_t next_free; /* free-slot list */
 };
 
+/* Stacks kept for reuse: enough for a burst of short sessions, a few MiB of address space. */
+#define LOOP_STACK_CACHE 64
+
 struct ms_loop {
     int epfd;
     int tfd;                     /* timerfd in epfd, armed at the next due work (embedding) */
+    struct ms_stack_cache *stacks; /* stacks of finished coroutines, reused by new ones */
     int64_t tfd_armed;           /* absolute ms it is armed for; 0 = disarmed */
     int stop;
     int stepping;    /* inside ms_loop_step (no re-entry) */
@@ -398,6 +403,17 @@ loop_current_task(void)
     return t;
 }
 
+/* A wake that came while the task was running or ready is not lost: it cancels the next
+ * blocking call (the server's stop request must reach a session that was busy). */
+static int
+loop_task_take_cancel(struct loop_task *t)
+{
+    if (!t->cancel_pending)
+        return 0;
+    t->cancel_pending = 0;
+    return 1;
+}
+
 /* Switches to the loop until the task is woken; returns what woke it. */
 static int
 loop_task_block(struct loop_task *t, int64_t deadline)
@@ -427,6 +443,7 @@ ms_loop_create(void)
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &loop->tfd};
         epoll_ctl(epfd, EPOLL_CTL_ADD, loop->tfd, &ev);
     }
+    loop->stacks = ms_stack_cache_create(LOOP_STACK_CACHE);
     loop->free_timer = TIMER_NONE;
     loop->timer_seq = 1;
     return loop;
@@ -462,6 +479,7 @@ ms_loop_destroy(struct ms_loop **loopp)
     free(loop->heap);
     if (loop->tfd >= 0)
         close(loop->tfd);
+    ms_stack_cache_destroy(&loop->stacks);
     close(loop->epfd);
     free(loop);
     *loopp = NULL;
@@ -613,6 +631,7 @@ ms_loop_spawn(struct ms_loop *loop, ms_coro_fn *fn, void *arg, size_t stack_size
     t->fn = fn;
     t->arg = arg;
     t->co = ms_coro_create(loop_task_main, t, stack_size);
+    ms_coro_set_stack_cache(t->co, loop->stacks);
     ms_coro_set_data(t->co, t);
     t->next = loop->tasks;
     if (loop->tasks)
@@ -630,6 +649,8 @@ ms_loop_wake(struct ms_loop *loop, struct ms_coro *co)
 {
     struct loop_task *t = ms_coro_data(co);
     ms_assert(t != NULL && t->loop == loop);
+    if (t->state != TASK_BLOCKED)
+        t->cancel_pending = 1;
     loop_task_wake(t, MOCKSRV_ECANCELED);
     if (!loop->stepping)
         loop_arm_tfd(loop);
@@ -723,7 +744,7 @@ ms_co_wait_io(struct ms_io *io, uint32_t events, int64_t deadline)
     ms_assert(io->loop == t->loop && io->cb == NULL);
     uint32_t want = events & (IO_READ | IO_WRITE);
     ms_assert(want != 0);
-    if (io->closed)
+    if (io->closed || loop_task_take_cancel(t))
         return MOCKSRV_ECANCELED;
     if (io->pending & want) {
         /* An edge came while nobody waited: report it now (maybe spurious; callers retry). */
@@ -743,7 +764,10 @@ ms_co_wait_io(struct ms_io *io, uint32_t events, int64_t deadline)
 int
 ms_co_park(int64_t deadline)
 {
-    return loop_task_block(loop_current_task(), deadline);
+    struct loop_task *t = loop_current_task();
+    if (loop_task_take_cancel(t))
+        return MOCKSRV_ECANCELED;
+    return loop_task_block(t, deadline);
 }
 
 int

@@ -47,6 +47,17 @@ void ms_coro_yield(void);
 struct ms_coro *ms_coro_current(void);
 /* 1 once fn has returned. */
 int ms_coro_finished(const struct ms_coro *co);
+/* A cache of stacks left by destroyed coroutines, reused by new ones: one connection per session
+ * then costs no mmap/mprotect/munmap and no fresh page faults. Holds at most max stacks (their
+ * touched pages stay resident). Single-threaded, like the coroutines that use it. */
+struct ms_stack_cache;
+struct ms_stack_cache *ms_stack_cache_create(size_t max);
+/* Unmaps every cached stack; coroutines still using the cache must be destroyed first. */
+void ms_stack_cache_destroy(struct ms_stack_cache **cache);
+/* Before the first resume: take the stack from cache when it has one of the right size, and
+ * give it back there on destroy. */
+void ms_coro_set_stack_cache(struct ms_coro *co, struct ms_stack_cache *cache);
+
 /* Arbitrary user pointer slot (the loop uses it for its task record). */
 void ms_coro_set_data(struct ms_coro *co, void *data);
 void *ms_coro_data(const struct ms_coro *co);
@@ -85,7 +96,8 @@ int ms_loop_stopped(const struct ms_loop *loop);
  * When fn returns, the coroutine is destroyed by the loop. Returns the coroutine. */
 struct ms_coro *ms_loop_spawn(struct ms_loop *loop, ms_coro_fn *fn, void *arg, size_t stack_size);
 /* Makes a coroutine that is blocked in ms_co_wait_io/ms_co_sleep/ms_co_park runnable again
- * on the next step; its blocking call returns MOCKSRV_ECANCELED. No effect on a runnable one. */
+ * on the next step; its blocking call returns MOCKSRV_ECANCELED. A coroutine that is running or
+ * ready gets the cancel at its next blocking call instead, so a wake is never lost. */
 void ms_loop_wake(struct ms_loop *loop, struct ms_coro *co);
 /* Number of live coroutines spawned by this loop. */
 size_t ms_loop_coro_count(const struct ms_loop *loop);

@@ -59,6 +59,7 @@
 #define SCENARIO_MAX_GENERATE 1000000u    /* generate.count */
 #define SCENARIO_MIN_GENERATE_SIZE 64u    /* generate.size: room for a header and a body */
 #define SCENARIO_UID_MAX (UINT32_MAX - 1) /* RFC 3501 2.3.1.1: UIDs are 32-bit, uidnext above */
+#define MOCKSRV_EAGAIN_TABS 1             /* internal to ms_scenario_format_state */
 
 /* ---- the node tree ---- */
 
@@ -2453,7 +2454,18 @@ struct scenario_emit {
     char *dir;            /* "<out_path>.d", created on first use */
     char *dir_rel;        /* its name relative to out_path's directory */
     int dir_made;
+    /* Tabs: libyaml's emitter refuses them in a literal block (it reads a tab as a special
+     * character and falls back to a quoted scalar), though every parser reads them there as
+     * content. So with tabs set, a tab of an inline message is emitted as SCENARIO_TAB_MARK
+     * and put back in the output; n_tabs counts them. */
+    int tabs;
+    size_t n_tabs;
 };
+
+/* U+E000, a private-use character: printable for libyaml, never in an inline message (ASCII
+ * only); if a name elsewhere in the document has one, the count differs and the document is
+ * made again without the trick. */
+#define SCENARIO_TAB_MARK "\xee\x80\x80"
 
 static int
 scenario_emit_write(void *data, unsigned char *buffer, size_t size)
@@ -2610,23 +2622,23 @@ scenario_emit_path(struct scenario_emit *e, const char *key, const char *p)
 }
 
 /* A message is inline when YAML carries it exactly as a literal block and the loader's LF ->
- * CRLF gives the bytes back: printable ASCII lines ended by CRLF, no blank before a line end
- * or at the end (libyaml writes those double-quoted). Tabs, bare CR or LF, NUL and 8-bit bytes
- * go to a file. */
+ * CRLF gives the bytes back: printable ASCII lines (and tabs, when allowed) ended by CRLF, no
+ * blank before a line end or at the end (YAML would keep it, but libyaml writes such text
+ * double-quoted). Bare CR or LF, NUL, other control and 8-bit bytes go to a file. */
 static int
-scenario_inline_ok(const char *p, size_t n)
+scenario_inline_ok(const char *p, size_t n, int tabs)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
         if (c == '\r') {
-            if (i + 1 >= n || p[i + 1] != '\n' || (i > 0 && p[i - 1] == ' '))
+            if (i + 1 >= n || p[i + 1] != '\n' || (i > 0 && (p[i - 1] == ' ' || p[i - 1] == '\t')))
                 return 0;
             i++; /* the LF */
-        } else if (c < 0x20 || c > 0x7e) {
+        } else if ((c < 0x20 && !(c == '\t' && tabs)) || c > 0x7e) {
             return 0;
         }
     }
-    return n == 0 || p[n - 1] != ' ';
+    return n == 0 || (p[n - 1] != ' ' && p[n - 1] != '\t');
 }
 
 /* Letters, digits, '.', '@' and '+' as they are, anything else _XX: injective, so two
@@ -2715,13 +2727,18 @@ scenario_emit_message(struct scenario_emit *e, const struct ms_account *acc, siz
         scenario_emit_plain(e, "date");
         scenario_emit_plain(e, date);
     }
-    if (scenario_inline_ok(bytes, len)) {
+    if (scenario_inline_ok(bytes, len, e->tabs)) {
         /* YAML strings carry LF: drop the CRs, the loader puts them back */
         struct ms_buf text = {0};
         ms_buf_reserve(&text, len);
-        for (size_t i = 0; i < len; i++)
-            if (bytes[i] != '\r')
+        for (size_t i = 0; i < len; i++) {
+            if (bytes[i] == '\t') {
+                ms_buf_puts(&text, SCENARIO_TAB_MARK);
+                e->n_tabs++;
+            } else if (bytes[i] != '\r') {
                 ms_buf_putc(&text, bytes[i]);
+            }
+        }
         scenario_emit_plain(e, "raw");
         scenario_emit_scalar(e, text.data, text.len, YAML_LITERAL_SCALAR_STYLE);
         ms_buf_fini(&text);
@@ -2920,11 +2937,46 @@ scenario_emit_user(struct scenario_emit *e, const char *name, const struct ms_us
     scenario_emit_map_end(e);
 }
 
-int
-ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *store,
-                         const char *out_path, struct ms_buf *yaml_out, struct mocksrv_error *err)
+/* Puts the tabs back: SCENARIO_TAB_MARK -> '\t' in out[start..]. Returns the number of marks
+ * replaced. */
+static size_t
+scenario_put_tabs(struct ms_buf *out, size_t start)
 {
-    struct scenario_emit e = {.out = yaml_out, .rc = MOCKSRV_OK, .err = err, .out_path = out_path};
+    const size_t mark = sizeof SCENARIO_TAB_MARK - 1;
+    size_t r = start, w = start, n = 0;
+    while (r < out->len) {
+        if (r + mark <= out->len && memcmp(out->data + r, SCENARIO_TAB_MARK, mark) == 0) {
+            out->data[w++] = '\t';
+            r += mark;
+            n++;
+        } else {
+            out->data[w++] = out->data[r++];
+        }
+    }
+    out->len = w;
+    out->data[w] = '\0';
+    return n;
+}
+
+static size_t
+scenario_count_marks(const struct ms_buf *out, size_t start)
+{
+    size_t n = 0;
+    const char *p = out->data + start, *end = out->data + out->len;
+    while ((p = memmem(p, (size_t)(end - p), SCENARIO_TAB_MARK, sizeof SCENARIO_TAB_MARK - 1))) {
+        n++;
+        p += sizeof SCENARIO_TAB_MARK - 1;
+    }
+    return n;
+}
+
+static int
+scenario_format_state_pass(const struct ms_scenario *sc, const struct ms_store *store,
+                           const char *out_path, struct ms_buf *yaml_out, int tabs,
+                           struct mocksrv_error *err)
+{
+    struct scenario_emit e = {
+        .out = yaml_out, .rc = MOCKSRV_OK, .err = err, .out_path = out_path, .tabs = tabs};
     size_t start = yaml_out->len;
     yaml_event_t ev;
 
@@ -2985,10 +3037,24 @@ ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *st
     yaml_emitter_delete(&e.em);
     free(e.dir);
     free(e.dir_rel);
+    if (e.rc == MOCKSRV_OK && e.n_tabs && scenario_count_marks(yaml_out, start) != e.n_tabs)
+        e.rc = MOCKSRV_EAGAIN_TABS; /* a mark that is not a tab of ours: again without */
+    else if (e.rc == MOCKSRV_OK && e.n_tabs)
+        ms_assert(scenario_put_tabs(yaml_out, start) == e.n_tabs);
     if (e.rc != MOCKSRV_OK) {
         yaml_out->len = start;
         if (yaml_out->data)
             yaml_out->data[start] = '\0';
     }
     return e.rc;
+}
+
+int
+ms_scenario_format_state(const struct ms_scenario *sc, const struct ms_store *store,
+                         const char *out_path, struct ms_buf *yaml_out, struct mocksrv_error *err)
+{
+    int rc = scenario_format_state_pass(sc, store, out_path, yaml_out, 1, err);
+    if (rc == MOCKSRV_EAGAIN_TABS)
+        rc = scenario_format_state_pass(sc, store, out_path, yaml_out, 0, err);
+    return rc;
 }

@@ -180,6 +180,11 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
     json_object_set_new(body, "delivered_to", delivered);
     json_object_del(body, "session");
     json_object_del(body, "listener");
+    /* SPEC 2 names them from/to in the event; the spool envelope keeps mail_from/rcpt_to */
+    json_object_set(body, "from", json_object_get(body, "mail_from"));
+    json_object_set(body, "to", json_object_get(body, "rcpt_to"));
+    json_object_del(body, "mail_from");
+    json_object_del(body, "rcpt_to");
     json_object_set_new(body, "spool", m->spool_path ? json_string(m->spool_path) : json_null());
     json_object_update(ev, body);
     json_decref(body);

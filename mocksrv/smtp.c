@@ -239,9 +239,14 @@ smtp_parse_path(const char *arg, const char *prefix, char **path_r, char **param
         if (end == start)
             return -1;
     }
-    for (const char *q = start; q < end; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f || (*q == ' ' && start[-1] != '<'))
+    /* no controls; a space only inside a quoted local part ("a b"@x) */
+    int quoted = 0;
+    for (const char *q = start; q < end; q++) {
+        if (*q == '"')
+            quoted = !quoted;
+        if ((unsigned char)*q < 0x20 || *q == 0x7f || (*q == ' ' && !quoted))
             return -1;
+    }
     while (*p == ' ')
         p++;
     *path_r = ms_strndup(start, (size_t)(end - start));

@@ -35,6 +35,17 @@ STOP_TIMEOUT = 10.0
 IO_TIMEOUT = 5.0
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies (Linux PR_SET_PDEATHSIG),
+    so a crashed or killed test run (ctest timeout, broken pipe) leaves no server behind."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def binary():
     return os.environ.get("MOCKSRV_BIN") or os.path.join(ROOT, "build", "mocksrv")
 
@@ -140,7 +151,8 @@ class Mocksrv:
         self._stderr = open(self.stderr_path, "wb")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+                                     stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+                                     preexec_fn=_die_with_parent)
         try:
             if self.ready_file:
                 self.ready = self._wait_ready_file()
@@ -441,3 +453,46 @@ class RawSmtp:
 def code(reply):
     """The 3-digit code of the last line of a reply."""
     return int(reply.split("\n")[-1][:3])
+
+
+class RawPop3(RawSmtp):
+    """A raw POP3 client over a socket: one status line per reply; multi-line bodies read whole
+    (up to the CRLF "." CRLF end marker) with a deadline, returned still byte-stuffed."""
+
+    def reply(self, timeout=None):
+        """The status line ("+OK ...", "-ERR ...") of the next reply, without CRLF."""
+        return self.line(timeout)
+
+    def multiline(self, timeout=None):
+        """The bytes after a "+OK" status line up to and including the CRLF "." CRLF end marker,
+        exactly as sent (dots still stuffed)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            end = (b"\r\n" + self.buf).find(b"\r\n.\r\n")
+            if end >= 0:
+                data, self.buf = self.buf[:end + 3], self.buf[end + 3:]
+                return data
+            self._fill(deadline)
+
+    def cmd_multi(self, text, timeout=None):
+        """Sends one command line; returns (status line, multi-line bytes or None on -ERR)."""
+        status = self.cmd(text, timeout)
+        if not status.startswith("+OK"):
+            return status, None
+        return status, self.multiline(timeout)
+
+
+def pop3_stuffed(data):
+    """What a POP3 server sends for message bytes (RFC 1939 3): a "." added before every line
+    that starts with one (a line starts after CRLF only), a CRLF added when the message does not
+    end with one, then the end marker."""
+    out = re.sub(rb"(?:(?<=\r\n)|^)\.", b"..", data) if data else data
+    if data and not data.endswith(b"\r\n"):
+        out += b"\r\n"
+    return out + b".\r\n"
+
+
+def pop3_wire(data):
+    """The message bytes a POP3 client gets back after un-stuffing: the message, with a CRLF
+    added when it does not end with one (the end marker needs it)."""
+    return data if data.endswith(b"\r\n") or not data else data + b"\r\n"

@@ -284,7 +284,6 @@ waker_fn(void *arg)
     for (int i = 0; i < w->rounds; i++) {
         ck_assert_int_eq(ms_co_sleep(10), MOCKSRV_OK);
         ms_loop_wake(loop, w->target);
-        ms_loop_wake(loop, w->target); /* a second wake of a runnable coroutine: no effect */
     }
 }
 
@@ -547,6 +546,39 @@ START_TEST(test_fd_readable_when_timer_due)
 }
 END_TEST
 
+struct late_wake {
+    struct ms_loop *loop;
+    int rc;
+    int64_t waited;
+    int done;
+};
+
+static void
+co_sleep_after_yield(void *arg)
+{
+    struct late_wake *w = arg;
+    ms_co_yield_now(); /* ready, not blocked, when the wake comes */
+    int64_t t0 = ms_now();
+    w->rc = ms_co_sleep(5000);
+    w->waited = ms_now() - t0;
+    w->done = 1;
+}
+
+START_TEST(test_wake_while_ready_is_not_lost)
+{
+    struct ms_loop *loop = ms_loop_create();
+    struct late_wake w = {.loop = loop};
+    struct ms_coro *co = ms_loop_spawn(loop, co_sleep_after_yield, &w, 0);
+    ms_loop_wake(loop, co); /* queued but not started: a runnable coroutine */
+    for (int i = 0; i < 100 && !w.done; i++)
+        ms_loop_step(loop, 10);
+    ck_assert_int_eq(w.done, 1);
+    ck_assert_int_eq(w.rc, MOCKSRV_ECANCELED);
+    ck_assert_msg(w.waited < 1000, "the cancelled sleep lasted %lld ms", (long long)w.waited);
+    ms_loop_destroy(&loop);
+}
+END_TEST
+
 /* ---- watchers ---- */
 
 struct watch_state {
@@ -789,6 +821,7 @@ loop_suite(void)
     tcase_add_test(tc, test_timer_rearm_no_starvation);
     tcase_add_test(tc, test_step_blocks_until_timeout_or_timer);
     tcase_add_test(tc, test_fd_readable_when_timer_due);
+    tcase_add_test(tc, test_wake_while_ready_is_not_lost);
     suite_add_tcase(s, tc);
     return s;
 }
