@@ -211,7 +211,9 @@ pop3_item_arg(struct pop3 *p, const char *arg, const char **rest_r)
     while (isdigit((unsigned char)*q)) {
         n = n * 10 + (uint64_t)(*q++ - '0');
         if (n > UINT32_MAX) {
-            pop3_fail(p, "There's no message %s.", arg);
+            while (isdigit((unsigned char)*q))
+                q++;
+            pop3_fail(p, "There's no message %.*s.", (int)(q - arg), arg);
             return NULL;
         }
     }
@@ -479,8 +481,10 @@ pop3_cmd_top(struct pop3 *p, const char *args)
         pop3_error(p, "Syntax: TOP msg lines");
         return;
     }
-    while (isdigit((unsigned char)*q) && lines < UINT32_MAX)
-        lines = lines * 10 + (uint64_t)(*q++ - '0');
+    /* a line count beyond the message is the whole message: saturate, don't overflow */
+    for (; isdigit((unsigned char)*q); q++)
+        if (lines < UINT32_MAX)
+            lines = lines * 10 + (uint64_t)(*q - '0');
     if (*q) {
         pop3_error(p, "Syntax: TOP msg lines");
         return;

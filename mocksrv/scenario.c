@@ -2624,7 +2624,8 @@ scenario_emit_path(struct scenario_emit *e, const char *key, const char *p)
 /* A message is inline when YAML carries it exactly as a literal block and the loader's LF ->
  * CRLF gives the bytes back: printable ASCII lines (and tabs, when allowed) ended by CRLF, no
  * blank before a line end or at the end (YAML would keep it, but libyaml writes such text
- * double-quoted). Bare CR or LF, NUL, other control and 8-bit bytes go to a file. */
+ * double-quoted), no tab first. Bare CR or LF, NUL, other control and 8-bit bytes go to a
+ * file. */
 static int
 scenario_inline_ok(const char *p, size_t n, int tabs)
 {
@@ -2638,7 +2639,10 @@ scenario_inline_ok(const char *p, size_t n, int tabs)
             return 0;
         }
     }
-    return n == 0 || (p[n - 1] != ' ' && p[n - 1] != '\t');
+    /* A tab first: a reader that detects the block's indentation from its first line takes it
+     * for indentation and fails (libyaml writes an explicit indentation only before a space
+     * or a line end). */
+    return n == 0 || (p[n - 1] != ' ' && p[n - 1] != '\t' && p[0] != '\t');
 }
 
 /* Letters, digits, '.', '@' and '+' as they are, anything else _XX: injective, so two

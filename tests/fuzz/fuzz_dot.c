@@ -29,7 +29,9 @@ struct fuzz_result {
     int done;
 };
 
-static void MS_PRINTF(1, 2) MS_NORETURN
+static void fuzz_fail(const char *fmt, ...) MS_PRINTF(1, 2) MS_NORETURN;
+
+static void
 fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -93,8 +95,8 @@ fuzz_decode(const char *in, size_t len, uint32_t seed, size_t piece, int store, 
         int again = 0;
         size_t used = ms_dot_decode(&d, in + pos, len - pos, store ? &r->out : NULL, max, &again);
         if (used != 0 || !again || d.total != r->total)
-            fuzz_fail("after done: consumed %zu, done %d, total %zu -> %zu", used, again,
-                      r->total, d.total);
+            fuzz_fail("after done: consumed %zu, done %d, total %zu -> %zu", used, again, r->total,
+                      d.total);
     }
 }
 

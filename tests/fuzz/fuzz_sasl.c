@@ -41,7 +41,9 @@ static const unsigned fuzz_mechs[] = {
     MS_AUTH_PLAIN, MS_AUTH_LOGIN, MS_AUTH_CRAM_MD5, MS_AUTH_XOAUTH2, MS_AUTH_OAUTHBEARER,
 };
 
-static void MS_PRINTF(1, 2) MS_NORETURN
+static void fuzz_fail(const char *fmt, ...) MS_PRINTF(1, 2) MS_NORETURN;
+
+static void
 fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -86,8 +88,8 @@ fuzz_base64(const char *line, size_t len)
     if (n >= 0) {
         char *again = fuzz_b64_encode(dec, (size_t)n);
         if (strlen(again) != len || memcmp(again, line, len) != 0)
-            fuzz_fail("base64: \"%.*s\" decodes to %zd bytes that encode to \"%s\"", (int)len,
-                      line, n, again);
+            fuzz_fail("base64: \"%.*s\" decodes to %zd bytes that encode to \"%s\"", (int)len, line,
+                      n, again);
         free(again);
         free(dec);
     }
@@ -214,8 +216,8 @@ fuzz_raw_oracle(struct ms_sasl *sasl, unsigned mech, const struct fuzz_line *fed
             fuzz_fail("PLAIN DONE on bad base64");
         /* authzid NUL authcid NUL passwd */
         const unsigned char *nul1 = memchr(a, '\0', (size_t)len);
-        const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(a + len - nul1 - 1))
-                                         : NULL;
+        const unsigned char *nul2 =
+            nul1 ? memchr(nul1 + 1, '\0', (size_t)(a + len - nul1 - 1)) : NULL;
         if (!nul2)
             fuzz_fail("PLAIN DONE without two NULs");
         const char *authcid = (const char *)nul1 + 1;
@@ -386,8 +388,8 @@ fuzz_constructed(unsigned mech, int initial, int upper, uint64_t seed,
             fuzz_fail("CRAM-MD5 challenge \"%s\" is not <...@" FUZZ_HOST ">", ch);
         unsigned char mac[EVP_MAX_MD_SIZE];
         size_t mac_len = 0;
-        if (!EVP_Q_mac(NULL, "HMAC", NULL, "MD5", NULL, pass, strlen(pass), text, (size_t)tl,
-                       mac, sizeof mac, &mac_len)) {
+        if (!EVP_Q_mac(NULL, "HMAC", NULL, "MD5", NULL, pass, strlen(pass), text, (size_t)tl, mac,
+                       sizeof mac, &mac_len)) {
             free(text);
             goto out; /* no MD5 here (FIPS): nothing to compare */
         }
@@ -399,12 +401,18 @@ fuzz_constructed(unsigned mech, int initial, int upper, uint64_t seed,
         break;
     }
     case MS_AUTH_XOAUTH2:
-        ms_buf_printf(&msg, "user=%s\x01" "auth=Bearer %s\x01\x01", user, pass);
+        ms_buf_printf(&msg,
+                      "user=%s\x01"
+                      "auth=Bearer %s\x01\x01",
+                      user, pass);
         r = fuzz_feed(sasl, mech, msg.data, msg.len, &ch);
         break;
     default: {
         char *name = fuzz_saslname(user);
-        ms_buf_printf(&msg, "n,a=%s,\x01" "auth=Bearer %s\x01\x01", name, pass);
+        ms_buf_printf(&msg,
+                      "n,a=%s,\x01"
+                      "auth=Bearer %s\x01\x01",
+                      name, pass);
         free(name);
         r = fuzz_feed(sasl, mech, msg.data, msg.len, &ch);
         break;
@@ -416,8 +424,7 @@ fuzz_constructed(unsigned mech, int initial, int upper, uint64_t seed,
                   user);
     const char *got_authzid = ms_sasl_authzid(sasl);
     const char *want_authzid = mech == MS_AUTH_PLAIN && *authzid ? authzid : NULL;
-    if (!got_authzid != !want_authzid ||
-        (got_authzid && strcmp(got_authzid, want_authzid) != 0))
+    if (!got_authzid != !want_authzid || (got_authzid && strcmp(got_authzid, want_authzid) != 0))
         fuzz_fail("authzid \"%s\", want \"%s\"", got_authzid ? got_authzid : "NULL",
                   want_authzid ? want_authzid : "NULL");
     fuzz_check_password(sasl, pass);

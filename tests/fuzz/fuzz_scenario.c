@@ -23,7 +23,9 @@
 
 /* Reports a broken invariant with the message that explains it, then aborts so that libFuzzer
  * saves the input. */
-static void MS_PRINTF(1, 2) MS_NORETURN
+static void fuzz_fail(const char *fmt, ...) MS_PRINTF(1, 2) MS_NORETURN;
+
+static void
 fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -172,8 +174,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sc)
             fuzz_fail("error %d but *sc_r was set", rc);
         /* No diagnostics struct: the loader must cope as well. */
-        if (ms_scenario_load_string((const char *)data, size, FUZZ_NAME, "/fuzz", &sc, NULL) !=
-            rc)
+        if (ms_scenario_load_string((const char *)data, size, FUZZ_NAME, "/fuzz", &sc, NULL) != rc)
             fuzz_fail("the same input gave a different code without an error struct");
     }
     if (size > 0)

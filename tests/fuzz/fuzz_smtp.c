@@ -58,22 +58,21 @@
 #define FUZZ_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* %s: the idle timeout. */
-static const char fuzz_scenario[] =
-    "version: 1\n"
-    "seed: 7\n"
-    "hostname: fuzz.test\n"
-    "listeners:\n"
-    "  smtp: { protocol: smtp, port: 0, tls: none }\n"
-    "  lmtp: { protocol: lmtp, port: 0, tls: none }\n"
-    "smtp:\n"
-    "  max_size: 4KiB\n"
-    "users:\n"
-    "  alice: { password: secret, addresses: [alice@fuzz.test] }\n"
-    "limits:\n"
-    "  smtp_line_length: 512\n"
-    "  idle_timeout: %s\n"
-    "  bad_commands: 1000\n"
-    "  sessions: 8\n";
+static const char fuzz_scenario[] = "version: 1\n"
+                                    "seed: 7\n"
+                                    "hostname: fuzz.test\n"
+                                    "listeners:\n"
+                                    "  smtp: { protocol: smtp, port: 0, tls: none }\n"
+                                    "  lmtp: { protocol: lmtp, port: 0, tls: none }\n"
+                                    "smtp:\n"
+                                    "  max_size: 4KiB\n"
+                                    "users:\n"
+                                    "  alice: { password: secret, addresses: [alice@fuzz.test] }\n"
+                                    "limits:\n"
+                                    "  smtp_line_length: 512\n"
+                                    "  idle_timeout: %s\n"
+                                    "  bad_commands: 1000\n"
+                                    "  sessions: 8\n";
 
 struct fuzz_server {
     const char *idle_timeout;
@@ -99,7 +98,9 @@ struct fuzz_client {
     int eof;
 };
 
-static void __attribute__((format(printf, 1, 2), noreturn))
+static void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
 fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -189,20 +190,19 @@ fuzz_check_line(struct fuzz_client *c, const char *p, size_t n)
         fprintf(stderr, "%s S: %.*s", c->what, (int)n, p);
     if (n < 6 || p[n - 2] != '\r' || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
         p[2] < '0' || p[2] > '9' || (p[3] != ' ' && p[3] != '-'))
-        fuzz_fail("%s: line %zu is not a reply line: \"%.*s\"", c->what, c->lines + 1, (int)n,
-                  p);
+        fuzz_fail("%s: line %zu is not a reply line: \"%.*s\"", c->what, c->lines + 1, (int)n, p);
     if (c->lines == 0 && memcmp(p, "220 ", 4) != 0)
         fuzz_fail("%s: first line is not the 220 greeting: \"%.*s\"", c->what, (int)n, p);
     if (c->cont_code[0] && memcmp(p, c->cont_code, 3) != 0)
         fuzz_fail("%s: \"%.*s\" continues a %s- reply", c->what, (int)n, p, c->cont_code);
     if (fuzz_strict) {
         if (n > 512)
-            fuzz_fail("%s: reply line of %zu octets (RFC 5321 4.5.3.1.5: 512): \"%.*s\"",
-                      c->what, n, (int)n, p);
+            fuzz_fail("%s: reply line of %zu octets (RFC 5321 4.5.3.1.5: 512): \"%.*s\"", c->what,
+                      n, (int)n, p);
         for (size_t i = 4; i < n - 2; i++)
             if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
-                fuzz_fail("%s: byte 0x%02x in reply text: \"%.*s\"", c->what,
-                          (unsigned char)p[i], (int)n, p);
+                fuzz_fail("%s: byte 0x%02x in reply text: \"%.*s\"", c->what, (unsigned char)p[i],
+                          (int)n, p);
     }
     memcpy(c->last_code, p, 3);
     c->last_code[3] = '\0';
@@ -343,8 +343,8 @@ enum fuzz_end {
 
 /* Plays one session: sends payload as cut says, reads and checks every reply, ends as end says. */
 static void
-fuzz_session(struct fuzz_server *sv, int port, const char *payload, size_t len, int cut,
-             uint32_t x, enum fuzz_end end)
+fuzz_session(struct fuzz_server *sv, int port, const char *payload, size_t len, int cut, uint32_t x,
+             enum fuzz_end end)
 {
     static struct fuzz_client c;
     memset(&c, 0, sizeof c);
@@ -417,7 +417,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int lmtp = (sel >> 1) & 1;
     int cut = (sel >> 2) & 3;
     int ending = sel >> 4;
-    enum fuzz_end end = ending == 15 ? FUZZ_END_IDLE
+    enum fuzz_end end = ending == 15   ? FUZZ_END_IDLE
                         : ending == 14 ? FUZZ_END_ABORT
                                        : FUZZ_END_HALF;
     struct fuzz_server *sv = end == FUZZ_END_IDLE ? &fuzz_idle : &fuzz_main;

@@ -178,21 +178,20 @@ class Pop3BadInputTest(unittest.TestCase):
         for n in ("4294967295", "4294967296", "99999999999999999999", "1" * 300):
             for verb in ("RETR", "DELE", "LIST", "UIDL", "TOP"):
                 with self.subTest(verb=verb, n=n[:20]):
-                    if verb == "TOP" and len(n) > 10:
+                    if verb == "TOP" and int(n) > 0xFFFFFFFF:
                         continue  # test_top_with_a_huge_message_number_names_the_number
                     arg = n + " 0" if verb == "TOP" else n
                     self.assertEqual(c.cmd("%s %s" % (verb, arg)), NO_MSG % n)
                     self.still_works(c)
-        self.assertEqual(c.cmd("TOP 4294967296 0"), NO_MSG % "4294967296")
-        self.still_works(c)
 
     def test_top_with_a_huge_message_number_names_the_number(self):
         # "TOP 2 0" says "There's no message 2."; past 2^32-1 the text must not take in the
         # line count either.
         c = self.login()
-        n = "9" * 40
-        self.assertEqual(c.cmd("TOP %s 0" % n), NO_MSG % n)
-        self.still_works(c)
+        for n in ("4294967296", "9" * 40):
+            with self.subTest(n=n):
+                self.assertEqual(c.cmd("TOP %s 0" % n), NO_MSG % n)
+                self.still_works(c)
 
     def test_top_with_a_huge_line_count_is_the_whole_message(self):
         # RFC 1939 7: "If the number of lines requested by the POP3 client is greater than

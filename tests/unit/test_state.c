@@ -127,17 +127,19 @@ check_same_bytes(const char *what, const struct ms_blob *got, const struct ms_bl
 static int
 inline_ok(const struct ms_blob *b)
 {
-    for (size_t i = 0; i < b->len; i++) {
-        unsigned char c = (unsigned char)b->data[i];
-        if (c == '\n' && (i == 0 || b->data[i - 1] != '\r'))
+    const char *p = b->data;
+    size_t n = b->len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        int blank_before = i > 0 && (p[i - 1] == ' ' || p[i - 1] == '\t');
+        if (c == '\n' && (i == 0 || p[i - 1] != '\r'))
             return 0;
-        if (c == '\r' &&
-            (i + 1 == b->len || b->data[i + 1] != '\n' || (i > 0 && b->data[i - 1] == ' ')))
+        if (c == '\r' && (i + 1 == n || p[i + 1] != '\n' || blank_before))
             return 0;
-        if ((c < 0x20 && c != '\r' && c != '\n') || c > 0x7e)
+        if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c > 0x7e)
             return 0;
     }
-    return b->len == 0 || b->data[b->len - 1] != ' ';
+    return n == 0 || (p[n - 1] != ' ' && p[n - 1] != '\t' && p[0] != '\t');
 }
 
 /* Two stores hold the same state (\Recent aside: it belongs to sessions). */
@@ -233,7 +235,8 @@ static const struct {
     {"LF only", "Subject: a\n\nbody\n", 17},
     {"trailing spaces", "Subject: a  \r\n\r\nbody \r\n", 23},
     {"trailing tab", "Subject: a\t\r\n\r\nbody\r\n", 21},
-    {"tab inside", "Subject: a\tb\r\n\r\nbody\r\n", 22},
+    {"tab first", "\tSubject: a\r\n\r\nbody\r\n", 21},
+    {"tab before a line end", "Subject: a\r\n\r\nbody\t\r\nend\r\n", 26},
     {"no final line end, blank at end", "Subject: a\r\n\r\nbody ", 19},
     {"NUL", "Subject: a\r\n\r\nnul\0byte\r\n", 24},
     {"8-bit", "Subject: caf\xc3\xa9\r\n\r\n\xe9t\xe9\r\n", 22},
@@ -256,6 +259,10 @@ static const struct {
     {"quotes and backslashes", "Subject: \"q\" 'q' \\ |>\r\n\r\n{[*&!%@`]}\r\n"},
     {"blank lines inside", "a\r\n\r\n\r\nb\r\n"},
     {"empty", ""},
+    {"tab inside", "Subject: a\tb\r\n\r\nbody\r\n"},
+    {"folded header", "Received: from a\r\n\tby b;\r\n\t\t2 tabs\r\nSubject: x\r\n\r\nb\r\n"},
+    {"tab after a leading line end", "\r\n\tx\r\n"},
+    {"space then tab first", " \tx\r\n"},
 };
 
 START_TEST(test_round_trip)
