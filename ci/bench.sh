@@ -20,6 +20,7 @@ ci/setup.sh
 # Peers. "No configuration" for Postfix: we only want its smtp-sink and smtp-source binaries,
 # not a mail system, and the daemon must not be left running.
 peers=(postfix python3-aiosmtpd)
+peers+=(dovecot-core dovecot-pop3d)   # bench_pop3.py's peer: a private dovecot -F, stopped by PID
 # Dovecot (an LMTP listener, for spawn-to-first-greeting) is optional: it is used when installed,
 # and installed only when asked with BENCH_DOVECOT=1.
 if [ "${BENCH_DOVECOT:-0}" = 1 ]; then peers+=(dovecot-core dovecot-lmtpd); fi
@@ -94,6 +95,7 @@ for b in bench_spawn:150 bench_throughput:300 bench_idle_memory:200; do
         status=1
     fi
 done
+echo "== bench_pop3"; if ! timeout 300 "$py" tests/bench/bench_pop3.py; then echo "ci/bench.sh: bench_pop3 failed" >&2; printf '## bench_pop3\n\nFAILED (see the console output).\n\n' >>"$BENCH_RESULTS"; status=1; fi
 
 echo
 echo "== summary ($BENCH_RESULTS)"

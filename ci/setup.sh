@@ -8,6 +8,7 @@ packages=(
     libssl-dev libyaml-dev libjansson-dev       # OpenSSL 3, libyaml, jansson
     check libsubunit-dev                        # unit tests (check links subunit on Debian)
     python3 curl swaks openssl                  # interop clients we did not write
+    fetchmail                                   # POP3 interop client (test_pop3_fetchmail.py)
 )
 
 missing=()

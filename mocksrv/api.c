@@ -484,8 +484,12 @@ mocksrv_write_state(struct mocksrv *m, const char *path, struct mocksrv_error *e
     if (rc == MOCKSRV_OK) {
         char *tmp = ms_asprintf("%s.tmp", path);
         FILE *f = fopen(tmp, "w");
-        if (!f || fwrite(out.data, 1, out.len, f) != out.len || fclose(f) != 0 ||
-            rename(tmp, path) != 0) {
+        int ok = f != NULL;
+        if (f) {
+            ok = fwrite(out.data, 1, out.len, f) == out.len;
+            ok = fclose(f) == 0 && ok;
+        }
+        if (!ok || rename(tmp, path) != 0) {
             rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot write the state: %s", path,
                               strerror(errno));
             unlink(tmp);

@@ -192,6 +192,20 @@ smtp_finish_message(struct smtp *sm, struct ms_buf *data, int too_big)
     smtp_txn_reset(sm);
 }
 
+/* Client text echoed in a reply: printable ASCII only, at most 64 bytes, so a reply line never
+ * carries a bare CR, 8-bit bytes, or more than RFC 5321 4.5.3.1.5's 512 octets. Returns buf. */
+static const char *
+smtp_echo(const char *text, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; *text && n + 1 < size && n < 64; text++)
+        buf[n++] = (*text >= 0x20 && *text < 0x7f) ? *text : '?';
+    if (*text && n >= 3)
+        memcpy(buf + n - 3, "...", 3);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* ---- argument parsing ---- */
 
 static int
@@ -363,7 +377,8 @@ smtp_check_mail_params(struct smtp *sm, const char *params)
         } else if (ms_strcaseeq(k, "AUTH") && sm->sc->smtp.auth && v && *v) {
             /* RFC 4954 section 5: accepted and kept; the identity is not trusted */
         } else {
-            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", k);
+            char echo[80];
+            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", smtp_echo(k, echo, sizeof echo));
             goto out;
         }
     }
@@ -407,7 +422,8 @@ smtp_check_rcpt_params(struct smtp *sm, const char *params)
                    strchr(v, ';')) {
             /* kept verbatim */
         } else {
-            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", k);
+            char echo[80];
+            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", smtp_echo(k, echo, sizeof echo));
             goto out;
         }
     }
@@ -649,7 +665,8 @@ smtp_cmd_bdat(struct smtp *sm, const char *verb, const char *args)
     struct smtp_txn *t = &sm->txn;
     int ready = t->active && t->rcpt_count > 0;
     size_t max = smtp_max_size(sm);
-    int keep = ready && !t->bdat_too_big && t->body.len + size <= max;
+    /* body.len <= max always holds, so this cannot wrap whatever size the client declares */
+    int keep = ready && !t->bdat_too_big && size <= max - t->body.len;
     if (ready && !keep)
         t->bdat_too_big = 1;
     int rc = ms_conn_read_n(sm->c, (size_t)size, keep ? &t->body : NULL,
@@ -716,8 +733,11 @@ smtp_cmd_vrfy(struct smtp *sm, const char *verb, const char *args)
     if (u)
         smtp_reply(sm, 250, "2.1.5", "%s <%s>", u->name,
                    u->n_addresses ? u->addresses[0] : u->name);
-    else
-        smtp_reply(sm, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown", name);
+    else {
+        char echo[80];
+        smtp_reply(sm, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown",
+                   smtp_echo(name, echo, sizeof echo));
+    }
     free(name);
 }
 

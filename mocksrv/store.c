@@ -393,6 +393,8 @@ ms_store_load_scenario(const struct ms_scenario *sc, uint64_t seed, struct ms_st
                     return rc;
                 }
             }
+            if (mc->uidnext > mb->uidnext)
+                mb->uidnext = mc->uidnext; /* as a --state-out document records it */
         }
     }
     *store_r = st;

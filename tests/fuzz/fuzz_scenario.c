@@ -124,7 +124,7 @@ fuzz_check_model(const struct ms_scenario *sc)
             fuzz_fail("user \"%s\" not found by its name", u->name);
         for (size_t k = 0; k < u->n_addresses; k++) {
             const char *a = u->addresses[k];
-            if (!strchr(a, '@') || strpbrk(a, " <>,;\""))
+            if (!strchr(a, '@') || strpbrk(a, " \t<>,;\""))
                 fuzz_fail("user \"%s\": address \"%s\" is not local@domain", u->name, a);
             if (ms_scenario_find_user(sc, a) != u)
                 fuzz_fail("user \"%s\" not found by its address \"%s\"", u->name, a);

@@ -468,8 +468,8 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(commands, ["NOOP \\xFF\\xFE\\xC3(", "VRFY \\xFF\\xC0\\xAF",
                                     "NO\\x00OP", "NOOP gr\u00fc\u00df \u2603", "QUIT"])
         replies = [e["lines"] for e in events if e["event"] == "reply"]
-        self.assertIn(["550 <\\xFF\\xC0\\xAF>: Recipient address rejected: User unknown"],
-                      replies)
+        # client bytes echoed in a reply are made printable ASCII (RFC 5321 reply text)
+        self.assertIn(["550 <???>: Recipient address rejected: User unknown"], replies)
 
 
 class VerboseTest(unittest.TestCase):

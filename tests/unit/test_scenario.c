@@ -289,9 +289,20 @@ START_TEST(test_embedded_default)
     ck_assert_msg(rc == MOCKSRV_OK, "default: %s", err.message);
     ck_assert_str_eq(sc->path, "<default>");
     ck_assert_str_eq(sc->hostname, "localhost");
-    ck_assert_uint_eq(sc->n_listeners, 1);
-    ck_assert_str_eq(sc->listeners[0].name, "smtp");
-    ck_assert_int_eq(sc->listeners[0].port, 3025);
+    /* GreenMail's ports (SPEC 5); the TLS and IMAP listeners join as those land */
+    const struct ms_listener_conf *l = ms_scenario_find_listener(sc, "smtp");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(l->port, 3025);
+    ck_assert_ptr_eq(sc->listeners, l); /* first */
+    for (size_t i = 0; i < sc->n_listeners; i++) {
+        struct ms_listener_conf std;
+        ck_assert_msg(ms_listener_standard(sc->listeners[i].name, &std) == MOCKSRV_OK,
+                      "default listener %s is not a standard one", sc->listeners[i].name);
+        ck_assert_msg(sc->listeners[i].port == std.port &&
+                          sc->listeners[i].protocol == std.protocol,
+                      "default listener %s: got port %d, want %d", sc->listeners[i].name,
+                      sc->listeners[i].port, std.port);
+    }
     ck_assert_int_eq(sc->smtp.require_auth, 0);
     ck_assert_int_eq(sc->smtp.deliver, 1);
     ck_assert_uint_eq(sc->n_users, 2);
