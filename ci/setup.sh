@@ -9,6 +9,7 @@ packages=(
     check libsubunit-dev                        # unit tests (check links subunit on Debian)
     python3 curl swaks openssl                  # interop clients we did not write
     fetchmail                                   # POP3 interop client (test_pop3_fetchmail.py)
+    clang libclang-rt-14-dev                    # fuzz targets' seed regression (ctest fuzz_seeds)
 )
 
 missing=()

@@ -528,7 +528,9 @@ io_dispatch(struct ms_io *io, uint32_t events)
 }
 
 /* Arms the timerfd for the earliest due work: now when a coroutine is ready, else the nearest
- * timer; disarms it when there is none. One syscall only when that moment changes. */
+ * timer. A syscall only when that moment comes earlier than the armed one: session deadlines
+ * move later on every read, and an early expiry costs only a step that finds nothing due
+ * (after which the timer is re-armed), whereas re-arming on every read would cost a syscall. */
 static void
 loop_arm_tfd(struct ms_loop *loop)
 {
@@ -539,7 +541,7 @@ loop_arm_tfd(struct ms_loop *loop)
         due = 1; /* an absolute time in the past: fires at once */
     else if (loop->heap_len)
         due = loop->timers[loop->heap[0]].deadline;
-    if (due == loop->tfd_armed)
+    if (due == 0 || (loop->tfd_armed != 0 && due >= loop->tfd_armed))
         return;
     struct itimerspec its = {0};
     its.it_value.tv_sec = due / 1000;
