@@ -344,6 +344,8 @@ store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc, const struct
     for (size_t i = 0; i < mc->gen_count; i++) {
         struct ms_buf out = {0};
         int64_t date = 0;
+        /* one allocation of about the right size: no doubling, no copies, little slack */
+        ms_buf_reserve(&out, mc->gen_size + mc->gen_size / 8 + 1024);
         ms_gen_message(gen_seed, i, mc->gen_size, &date, &out);
         size_t len;
         char *p = ms_buf_steal(&out, &len);

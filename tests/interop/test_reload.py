@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""test_reload.py - SIGHUP reloads the scenario's mailboxes and settings without dropping
+listeners or sessions (SPEC 2); a broken scenario is refused and the previous state stays.
+
+Python's poplib and smtplib observe the effect: the INBOX a new POP3 session sees, the SIZE a
+new SMTP session is offered, and an SMTP session opened before the reload that keeps working.
+"""
+
+import os
+import poplib
+import signal
+import smtplib
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mocksrv_harness import Mocksrv, RawSmtp  # noqa: E402
+
+SCENARIO = """version: 1
+hostname: reload.test
+listeners:
+  smtp: {{ protocol: smtp, port: 0 }}
+  pop3: {{ protocol: pop3, port: 0 }}
+smtp:
+  max_size: {max_size}
+users:
+  alice:
+    password: secret
+    addresses: [alice@reload.test]
+    mailboxes:
+      INBOX:
+        messages:
+{messages}
+"""
+
+
+def write(path, max_size, subjects):
+    messages = "".join('          - raw: "Subject: %s\\n\\nbody\\n"\n' % s for s in subjects)
+    with open(path, "w") as f:
+        f.write(SCENARIO.format(max_size=max_size, messages=messages))
+
+
+def inbox(port):
+    p = poplib.POP3("127.0.0.1", port, timeout=10)
+    try:
+        p.user("alice")
+        p.pass_("secret")
+        count = p.stat()[0]
+        return [b"\r\n".join(p.retr(i + 1)[1]) for i in range(count)]
+    finally:
+        p.quit()
+
+
+def size_offered(port):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    try:
+        s.ehlo("c")
+        return int(s.esmtp_features["size"])
+    finally:
+        s.quit()
+
+
+class ReloadTest(unittest.TestCase):
+    def test_sighup_reloads_mailboxes_and_settings(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "s.yaml")
+            write(path, "1KiB", ["first"])
+            with Mocksrv(path) as srv:
+                pop3, smtp = srv.port("pop3"), srv.port("smtp")
+                self.assertEqual(inbox(pop3), [b"Subject: first\r\n\r\nbody"])
+                self.assertEqual(size_offered(smtp), 1024)
+                with RawSmtp(smtp) as open_session:
+                    self.assertEqual(open_session.cmd("EHLO before.reload")[:3], "250")
+                    write(path, "2KiB", ["one", "two"])
+                    srv.signal(signal.SIGHUP)
+                    reload = srv.wait_event(lambda e: e["event"] == "reload", what="reload")
+                    self.assertTrue(reload["ok"])
+                    # same listeners, new world
+                    self.assertEqual(srv.port("pop3"), pop3)
+                    self.assertEqual(inbox(pop3), [b"Subject: one\r\n\r\nbody",
+                                                   b"Subject: two\r\n\r\nbody"])
+                    self.assertEqual(size_offered(smtp), 2048)
+                    # the session opened before the reload goes on
+                    self.assertEqual(open_session.cmd("NOOP"), "250 2.0.0 Ok")
+                    self.assertEqual(open_session.cmd("QUIT"), "221 2.0.0 Bye")
+            self.assertEqual(srv.returncode, 0)
+
+    def test_bad_scenario_keeps_previous_state(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "s.yaml")
+            write(path, "1KiB", ["kept"])
+            with Mocksrv(path) as srv:
+                with open(path, "a") as f:
+                    f.write("bogus_key: 1\n")
+                srv.signal(signal.SIGHUP)
+                reload = srv.wait_event(lambda e: e["event"] == "reload", what="reload")
+                self.assertFalse(reload["ok"])
+                self.assertIn("s.yaml:", reload["error"])
+                self.assertIn("bogus_key", reload["error"])
+                self.assertEqual(inbox(srv.port("pop3")), [b"Subject: kept\r\n\r\nbody"])
+                self.assertEqual(size_offered(srv.port("smtp")), 1024)
+            self.assertEqual(srv.returncode, 0)
+            self.assertIn("reload failed", srv.stderr_text())
+
+
+if __name__ == "__main__":
+    unittest.main()
