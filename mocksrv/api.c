@@ -250,22 +250,27 @@ mocksrv_reload(struct mocksrv *m, struct mocksrv_error *err)
     if (!srv->thread_running)
         return ms_server_reload(srv, err);
     srv->reload_requested = 1;
-    uint64_t one = 1;
-    ssize_t n = write(srv->request_fd, &one, sizeof one);
-    (void)n;
+    mocksrv_interrupt(m);
     return MOCKSRV_OK;
+}
+
+void
+mocksrv_interrupt(struct mocksrv *m)
+{
+    /* only a write(2): safe in a signal handler */
+    int fd = m->srv.request_fd;
+    if (fd >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(fd, &one, sizeof one);
+        (void)n;
+    }
 }
 
 void
 mocksrv_shutdown(struct mocksrv *m)
 {
-    struct ms_server *srv = &m->srv;
-    srv->shutdown_requested = 1;
-    if (srv->request_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t n = write(srv->request_fd, &one, sizeof one);
-        (void)n;
-    }
+    m->srv.shutdown_requested = 1;
+    mocksrv_interrupt(m);
 }
 
 static void *

@@ -85,6 +85,16 @@ conn_recv(struct ms_conn *c, int64_t deadline)
     if (rc != MOCKSRV_OK)
         return rc;
     conn_compact(c);
+    if (c->drained && !ms_io_broken(c->io)) {
+        /* The last read came back short: the socket was empty then, and new data brings a new
+         * edge (epoll reports every arrival on a socket, and one that came while nobody waited
+         * is remembered). Wait first instead of paying for a recv that says EAGAIN. A FIN or
+         * an error pending behind the data brings no new edge: ms_io_broken says so. */
+        c->drained = 0;
+        rc = ms_co_wait_io(c->io, EPOLLIN, deadline);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
     for (;;) {
         ms_buf_reserve(&c->in, c->read_size);
         size_t room = c->in.cap - c->in.len - 1;
@@ -92,6 +102,7 @@ conn_recv(struct ms_conn *c, int64_t deadline)
         if (n > 0) {
             if ((size_t)n == room && c->read_size < CONN_READ_MAX)
                 c->read_size *= 2;
+            c->drained = (size_t)n < room;
             if (c->tap)
                 c->tap(c->tap_arg, '<', c->in.data + c->in.len, (size_t)n);
             c->in.len += (size_t)n;

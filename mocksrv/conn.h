@@ -46,6 +46,7 @@ struct ms_conn {
     int failed;  /* a transport error happened: no further I/O */
     int discarding; /* skipping the rest of an over-long line */
     size_t read_size; /* room asked for before each recv: grows while reads fill it */
+    int drained;      /* the last recv was short: wait for an edge before the next one */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;

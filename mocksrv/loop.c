@@ -83,6 +83,7 @@ struct ms_io {
     int fd;
     int closed;
     uint32_t pending; /* readiness no waiter took yet (IO_READ / IO_WRITE) */
+    int broken;       /* a hang-up, half-close or error was reported: no edge will follow */
     ms_loop_cb *cb;   /* plain watcher (ms_loop_watch); NULL for coroutine I/O */
     void *cb_arg;
     struct loop_task *waiters; /* coroutines blocked on this io */
@@ -513,8 +514,10 @@ io_dispatch(struct ms_io *io, uint32_t events)
         return;
     }
     uint32_t ready = events & (IO_READ | IO_WRITE);
-    if (events & IO_BROKEN)
+    if (events & IO_BROKEN) {
         ready |= IO_READ | IO_WRITE;
+        io->broken = 1;
+    }
     uint32_t taken = 0;
     struct loop_task *next;
     for (struct loop_task *t = io->waiters; t; t = next) {
@@ -793,4 +796,10 @@ struct ms_loop *
 ms_co_loop(void)
 {
     return loop_current_task()->loop;
+}
+
+int
+ms_io_broken(const struct ms_io *io)
+{
+    return io->broken;
 }

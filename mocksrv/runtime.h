@@ -109,6 +109,9 @@ struct ms_io *ms_io_open(struct ms_loop *loop, int fd);
  * Sets *io to NULL. */
 void ms_io_close(struct ms_io **io);
 int ms_io_fd(const struct ms_io *io);
+/* 1 once epoll reported a hang-up, a half-close by the peer or an error on io: the reader must
+ * read until EOF or error instead of waiting for another edge. */
+int ms_io_broken(const struct ms_io *io);
 
 /* Plain callback watcher on fd (for listeners, signalfd, eventfd): cb(arg, epoll events) on
  * each edge (edge-triggered: drain until EAGAIN). Returns a handle closed with ms_io_close, or

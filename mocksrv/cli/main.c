@@ -2,8 +2,9 @@
  * main.c - the mocksrv command line (SPEC.md section 2), a client of the public API only.
  *
  * It parses options, loads the scenario, binds every listener, prints the ready line, optionally
- * runs `-- CMD` with the listeners in its environment, and steps the server from a poll loop that
- * also watches a signalfd: SIGINT/SIGTERM stop gracefully, SIGCHLD ends CMD mode.
+ * runs `-- CMD` with the listeners in its environment, and steps the server; signal handlers
+ * only set flags and interrupt the step (mocksrv_interrupt), and the loop acts on them:
+ * SIGINT/SIGTERM stop gracefully, SIGHUP reloads the scenario, SIGCHLD ends CMD mode.
  *
  * Exit status: 0 clean stop, 1 runtime failure, 2 usage or scenario error, 3 an expectation not
  * met; with `-- CMD`, CMD's status when non-zero, else 3 on an unmet expectation, else 0.
@@ -13,13 +14,11 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +45,24 @@ struct cli {
     int n_listen;
     char **cmd;
 };
+
+/* Set by the signal handler, acted on by the main loop. */
+static volatile sig_atomic_t cli_got_stop, cli_got_hup, cli_got_chld;
+static struct mocksrv *cli_srv;
+
+static void
+cli_on_signal(int sig)
+{
+    int saved = errno;
+    if (sig == SIGCHLD)
+        cli_got_chld = 1;
+    else if (sig == SIGHUP)
+        cli_got_hup = 1;
+    else
+        cli_got_stop = 1;
+    mocksrv_interrupt(cli_srv);
+    errno = saved;
+}
 
 static void
 cli_usage(FILE *out)
@@ -274,7 +291,7 @@ cli_write_ready(const struct cli *cli, const char *json)
 
 /* MOCKSRV_<NAME>_HOST / _PORT for every listener of the ready line, then exec. */
 static pid_t
-cli_spawn(const struct cli *cli, const char *ready_json, const sigset_t *oldmask)
+cli_spawn(const struct cli *cli, const char *ready_json)
 {
     json_error_t jerr;
     json_t *ready = json_loads(ready_json, 0, &jerr);
@@ -305,7 +322,7 @@ cli_spawn(const struct cli *cli, const char *ready_json, const sigset_t *oldmask
     json_t *ca = json_object_get(ready, "ca_file");
     if (json_is_string(ca))
         setenv("MOCKSRV_CA_FILE", json_string_value(ca), 1);
-    sigprocmask(SIG_SETMASK, oldmask, NULL);
+    signal(SIGPIPE, SIG_DFL);
     execvp(cli->cmd[0], cli->cmd);
     fprintf(stderr, "mocksrv: cannot run %s: %s\n", cli->cmd[0], strerror(errno));
     _exit(127);
@@ -355,16 +372,15 @@ main(int argc, char **argv)
         goto out;
     }
 
-    /* Signals arrive through a signalfd polled beside the server's descriptor. */
-    sigset_t mask, oldmask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, &oldmask);
+    /* Signals set flags and interrupt the server's step; the loop below acts on them. */
+    cli_srv = srv;
+    struct sigaction sa = {.sa_handler = cli_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
     rc = mocksrv_bind(srv, &err);
     if (rc != MOCKSRV_OK) {
@@ -382,36 +398,34 @@ main(int argc, char **argv)
     pid_t child = -1;
     int child_status = 0;
     if (cli.cmd)
-        child = cli_spawn(&cli, ready, &oldmask);
+        child = cli_spawn(&cli, ready);
     free(ready);
 
     int stopping = 0;
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = mocksrv_fd(srv), .events = POLLIN},
-                                {.fd = sigfd, .events = POLLIN}};
-        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-            break;
-        struct signalfd_siginfo si;
-        while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-            if (si.ssi_signo == SIGCHLD) {
-                int st;
-                pid_t p;
-                while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-                    if (p == child) {
-                        child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                        child = 0;
-                        mocksrv_shutdown(srv);
-                    }
+        if (cli_got_chld) {
+            cli_got_chld = 0;
+            int st;
+            pid_t p;
+            while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+                if (p == child) {
+                    child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                    child = 0;
+                    mocksrv_shutdown(srv);
                 }
-            } else if (si.ssi_signo == SIGHUP) {
-                /* errors are reported by the server; the previous scenario stays */
-                mocksrv_reload(srv, &err);
-            } else if (!stopping) {
-                stopping = 1;
-                mocksrv_shutdown(srv);
             }
         }
-        if (mocksrv_step(srv, 0) != 0)
+        if (cli_got_hup) {
+            cli_got_hup = 0;
+            /* errors are reported by the server; the previous scenario stays */
+            mocksrv_reload(srv, &err);
+        }
+        if (cli_got_stop && !stopping) {
+            stopping = 1;
+            mocksrv_shutdown(srv);
+        }
+        /* one epoll_wait per wake-up: a signal interrupts it through mocksrv_interrupt */
+        if (mocksrv_step(srv, -1) != 0)
             break;
     }
     int unmet = mocksrv_stop(srv);

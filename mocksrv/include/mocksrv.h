@@ -123,6 +123,10 @@ MOCKSRV_API void mocksrv_shutdown(struct mocksrv *srv);
  * stderr and as a "reload" event; in stepped mode it is synchronous. */
 MOCKSRV_API int mocksrv_reload(struct mocksrv *srv, struct mocksrv_error *err);
 
+/* Makes a mocksrv_step that is blocked (or the next one) return soon, so the host can look at
+ * its own state: e.g. flags set by its signal handlers. Async-signal-safe; any thread. */
+MOCKSRV_API void mocksrv_interrupt(struct mocksrv *srv);
+
 /* Binds, then runs the loop on a new thread; returns when every listener accepts. */
 MOCKSRV_API int mocksrv_start(struct mocksrv *srv, struct mocksrv_error *err);
 /* Graceful stop; waits for the loop to end (thread or stepped). Returns the number of unmet
