@@ -122,13 +122,17 @@ ms_dot_encode(const char *msg, size_t len, struct ms_buf *out)
      * empty). */
     ms_buf_reserve(out, len + len / 64 + 5);
     size_t start = 0; /* first byte not yet copied */
-    for (size_t i = 0; i < len; i++) {
-        int bol = i == 0 || (i >= 2 && msg[i - 1] == '\n' && msg[i - 2] == '\r');
-        if (bol && msg[i] == '.') {
+    /* Dots are rare: jump from one to the next with memchr and stuff those that begin a line
+     * (at the start, or after CRLF). */
+    const char *p = msg, *end = msg + len;
+    while (p < end && (p = memchr(p, '.', (size_t)(end - p))) != NULL) {
+        size_t i = (size_t)(p - msg);
+        if (i == 0 || (i >= 2 && msg[i - 1] == '\n' && msg[i - 2] == '\r')) {
             ms_buf_append(out, msg + start, i - start);
             ms_buf_putc(out, '.');
             start = i;
         }
+        p++;
     }
     ms_buf_append(out, msg + start, len - start);
     if (len > 0 && !(len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n'))
