@@ -49,6 +49,9 @@ ms_conn_fini(struct ms_conn *c)
     c->fd = -1;
     ms_buf_fini(&c->in);
     ms_buf_fini(&c->out);
+    ms_buf_fini(&c->cipher_in);
+    ms_buf_fini(&c->cipher_out);
+    ms_tls_destroy(&c->tls);
 }
 
 static size_t
@@ -72,19 +75,13 @@ conn_compact(struct ms_conn *c)
     }
 }
 
-/* Reads whatever the socket has (at least one byte, waiting until deadline).
- * Returns bytes added, or a negative code. */
+/* Reads whatever the socket has (at least one byte, waiting until deadline) and appends it to
+ * b: plaintext (c->in) without TLS, ciphertext (c->cipher_in) with it. Returns bytes added or
+ * a negative code. */
 static ssize_t
-conn_recv(struct ms_conn *c, int64_t deadline)
+conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
 {
-    if (c->failed)
-        return MOCKSRV_EIO;
-    if (c->eof)
-        return MOCKSRV_ECLOSED;
-    int rc = ms_conn_flush(c, deadline);
-    if (rc != MOCKSRV_OK)
-        return rc;
-    conn_compact(c);
+    int rc;
     if (c->drained && !ms_io_broken(c->io)) {
         /* The last read came back short: the socket was empty then, and new data brings a new
          * edge (epoll reports every arrival on a socket, and one that came while nobody waited
@@ -96,17 +93,15 @@ conn_recv(struct ms_conn *c, int64_t deadline)
             return rc;
     }
     for (;;) {
-        ms_buf_reserve(&c->in, c->read_size);
-        size_t room = c->in.cap - c->in.len - 1;
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
+        ms_buf_reserve(b, c->read_size);
+        size_t room = b->cap - b->len - 1;
+        ssize_t n = recv(c->fd, b->data + b->len, room, 0);
         if (n > 0) {
             if ((size_t)n == room && c->read_size < CONN_READ_MAX)
                 c->read_size *= 2;
             c->drained = (size_t)n < room;
-            if (c->tap)
-                c->tap(c->tap_arg, '<', c->in.data + c->in.len, (size_t)n);
-            c->in.len += (size_t)n;
-            c->in.data[c->in.len] = '\0';
+            b->len += (size_t)n;
+            b->data[b->len] = '\0';
             c->bytes_in += (uint64_t)n;
             return n;
         }
@@ -124,6 +119,125 @@ conn_recv(struct ms_conn *c, int64_t deadline)
         if (rc != MOCKSRV_OK)
             return rc;
     }
+}
+
+/* Sends the ciphertext OpenSSL produced (handshake flights, records, alerts). */
+static int
+conn_send_cipher(struct ms_conn *c, int64_t deadline)
+{
+    ms_tls_drain(c->tls, &c->cipher_out);
+    if (c->cipher_out.len == 0)
+        return MOCKSRV_OK;
+    struct iovec iov = {.iov_base = c->cipher_out.data, .iov_len = c->cipher_out.len};
+    ssize_t n = ms_shape_writev(&c->shape, c->io, &iov, 1, deadline);
+    c->bytes_out += c->cipher_out.len;
+    ms_buf_clear(&c->cipher_out);
+    if (n < 0) {
+        c->failed = 1;
+        return (int)n;
+    }
+    return MOCKSRV_OK;
+}
+
+/* Plaintext from the TLS session into c->in, reading ciphertext as needed. */
+static ssize_t
+conn_recv_tls(struct ms_conn *c, int64_t deadline)
+{
+    for (;;) {
+        size_t before = c->in.len;
+        enum ms_tls_status st = ms_tls_read(c->tls, &c->in);
+        int rc = conn_send_cipher(c, deadline); /* alerts, tickets, key updates */
+        if (st == MS_TLS_OK) {
+            size_t n = c->in.len - before;
+            if (c->tap)
+                c->tap(c->tap_arg, '<', c->in.data + before, n);
+            return (ssize_t)n;
+        }
+        if (st == MS_TLS_CLOSED) {
+            c->eof = 1;
+            return MOCKSRV_ECLOSED;
+        }
+        if (st == MS_TLS_ERROR) {
+            c->failed = 1;
+            return MOCKSRV_ETLS;
+        }
+        if (rc != MOCKSRV_OK)
+            return rc;
+        ms_buf_clear(&c->cipher_in);
+        ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
+        if (n < 0)
+            return n;
+        ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
+    }
+}
+
+/* Reads more input into c->in (at least one byte, waiting until deadline).
+ * Returns bytes added, or a negative code. */
+static ssize_t
+conn_recv(struct ms_conn *c, int64_t deadline)
+{
+    if (c->failed)
+        return MOCKSRV_EIO;
+    if (c->eof)
+        return MOCKSRV_ECLOSED;
+    int rc = ms_conn_flush(c, deadline);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    conn_compact(c);
+    if (c->tls)
+        return conn_recv_tls(c, deadline);
+    size_t before = c->in.len;
+    ssize_t n = conn_recv_socket(c, &c->in, deadline);
+    if (n > 0 && c->tap)
+        c->tap(c->tap_arg, '<', c->in.data + before, (size_t)n);
+    return n;
+}
+
+int
+ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
+                 const char **reason_r)
+{
+    *reason_r = NULL;
+    /* the go-ahead ("220 Ready to start TLS") leaves in plaintext, before the handshake */
+    int rc = ms_conn_flush(c, deadline);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    /* RFC 3207 4.2, RFC 2595 3.1: plaintext sent after the command is not part of the
+     * encrypted session (the STARTTLS command injection class of bugs). */
+    ms_conn_discard_input(c);
+    c->tls = ms_tls_create(ctx);
+    for (;;) {
+        enum ms_tls_status st = ms_tls_handshake(c->tls);
+        rc = conn_send_cipher(c, deadline);
+        if (st == MS_TLS_OK)
+            return rc;
+        if (st != MS_TLS_WANT_INPUT) {
+            *reason_r = st == MS_TLS_CLOSED ? "closed by the peer" : ms_tls_error(c->tls);
+            c->failed = 1;
+            return MOCKSRV_ETLS;
+        }
+        if (rc != MOCKSRV_OK)
+            return rc;
+        ms_buf_clear(&c->cipher_in);
+        ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
+        if (n < 0) {
+            *reason_r = n == MOCKSRV_ETIMEDOUT   ? "handshake timed out"
+                        : n == MOCKSRV_ECLOSED ? "connection closed during the handshake"
+                                               : "connection failed during the handshake";
+            return (int)n;
+        }
+        ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
+    }
+}
+
+void
+ms_conn_close_notify(struct ms_conn *c, int64_t deadline)
+{
+    if (!c->tls || c->failed)
+        return;
+    ms_conn_flush(c, deadline);
+    ms_tls_shutdown(c->tls);
+    conn_send_cipher(c, deadline);
 }
 
 int
@@ -265,6 +379,15 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
     }
     if (c->tap)
         c->tap(c->tap_arg, '>', c->out.data, c->out.len);
+    if (c->tls) {
+        enum ms_tls_status st = ms_tls_write(c->tls, c->out.data, c->out.len);
+        ms_buf_clear(&c->out);
+        if (st != MS_TLS_OK) {
+            c->failed = 1;
+            return MOCKSRV_ETLS;
+        }
+        return conn_send_cipher(c, deadline);
+    }
     struct iovec iov = {.iov_base = c->out.data, .iov_len = c->out.len};
     ssize_t n = ms_shape_writev(&c->shape, c->io, &iov, 1, deadline);
     size_t len = c->out.len;

@@ -19,6 +19,7 @@
 
 #include "base.h"
 #include "runtime.h"
+#include "tls.h"
 
 /* The shaping layer: the one place bytes meet the socket. */
 struct ms_shape {
@@ -51,8 +52,13 @@ struct ms_conn {
     /* output, flushed before any wait for input */
     struct ms_buf out;
 
-    uint64_t bytes_in;
+    uint64_t bytes_in;  /* on the wire (ciphertext once TLS is up) */
     uint64_t bytes_out;
+
+    /* TLS (after STARTTLS or on an implicit listener): plaintext stays in in/out above */
+    struct ms_tls *tls;
+    struct ms_buf cipher_in;
+    struct ms_buf cipher_out;
 
     ms_conn_tap_fn *tap;
     void *tap_arg;
@@ -94,5 +100,14 @@ void ms_conn_puts(struct ms_conn *c, const char *s);
 void ms_conn_printf(struct ms_conn *c, const char *fmt, ...) MS_PRINTF(2, 3);
 /* Sends buffered output. Returns MOCKSRV_OK or a transport error. */
 int ms_conn_flush(struct ms_conn *c, int64_t deadline);
+
+/* Flushes pending plaintext, throws away buffered input (RFC 3207 4.2) and runs a server TLS
+ * handshake with ctx until deadline. Returns MOCKSRV_OK (every later byte is encrypted),
+ * MOCKSRV_ETLS with *reason_r (OpenSSL's reason; the connection is unusable), or a transport
+ * error (ECLOSED, ETIMEDOUT, ECANCELED, EIO) with *reason_r describing it. */
+int ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
+                     const char **reason_r);
+/* With TLS up: flushes, then sends a close_notify alert (best effort). */
+void ms_conn_close_notify(struct ms_conn *c, int64_t deadline);
 
 #endif

@@ -1,0 +1,424 @@
+/*
+ * tls.c - OpenSSL over memory BIOs, and the certificates mocksrv makes for itself (see tls.h).
+ *
+ * Each connection's SSL object reads ciphertext from one memory BIO (filled by ms_tls_feed) and
+ * writes ciphertext to another (emptied by ms_tls_drain); conn.c moves those bytes between the
+ * socket and the BIOs, through shape.c. Nothing here blocks or touches a descriptor.
+ *
+ * Generated certificates: a CA ("mocksrv throwaway CA") and a server certificate signed by it,
+ * both ECDSA P-256 with SHA-256, valid from an hour ago for 30 days, the server one with
+ * subjectAltName DNS:<hostname>, DNS:localhost, IP:127.0.0.1, IP:::1. Made in about a
+ * millisecond: two EC key generations and two signatures.
+ */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+struct ms_tls_ctx {
+    SSL_CTX *ssl_ctx;
+    char *ca_file;     /* generated CA, or NULL */
+    char *ca_dir;      /* our private temporary directory, removed at destroy (or NULL) */
+};
+
+struct ms_tls {
+    SSL *ssl;
+    BIO *in;  /* ciphertext from the peer (owned by ssl) */
+    BIO *out; /* ciphertext to the peer (owned by ssl) */
+    char *subject;
+    char error[256];
+};
+
+/* ---- errors ---- */
+
+/* The OpenSSL error queue as one line (and emptied), or fallback. */
+static void
+tls_reason(char *out, size_t n, const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, out, n);
+    else
+        snprintf(out, n, "%s", fallback);
+    ERR_clear_error();
+}
+
+static int
+tls_fail(struct mocksrv_error *err, const char *what)
+{
+    char reason[256];
+    tls_reason(reason, sizeof reason, "unknown error");
+    return ms_error_set(err, MOCKSRV_ETLS, "tls: %s: %s", what, reason);
+}
+
+/* ---- generated certificates ---- */
+
+static int
+tls_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    if (!ext)
+        return 0;
+    int ok = X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+/* A certificate for key, signed by signer (issuer NULL: self-signed). */
+static X509 *
+tls_make_cert(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char *cn, long serial,
+              const char *san)
+{
+    X509 *x = X509_new();
+    if (!x)
+        return NULL;
+    X509_NAME *name = X509_get_subject_name(x);
+    int ok = X509_set_version(x, X509_VERSION_3) &&
+             ASN1_INTEGER_set(X509_get_serialNumber(x), serial) &&
+             X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+             X509_gmtime_adj(X509_getm_notAfter(x), 30L * 86400) && X509_set_pubkey(x, key) &&
+             X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"mocksrv",
+                                        -1, -1, 0) &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                        -1, 0) &&
+             X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+    X509 *iss = issuer ? issuer : x;
+    if (ok && !issuer) {
+        ok = tls_add_ext(x, iss, NID_basic_constraints, "critical,CA:TRUE") &&
+             tls_add_ext(x, iss, NID_key_usage, "critical,keyCertSign,cRLSign") &&
+             tls_add_ext(x, iss, NID_subject_key_identifier, "hash");
+    } else if (ok) {
+        ok = tls_add_ext(x, iss, NID_basic_constraints, "critical,CA:FALSE") &&
+             tls_add_ext(x, iss, NID_key_usage, "critical,digitalSignature") &&
+             tls_add_ext(x, iss, NID_ext_key_usage, "serverAuth") &&
+             tls_add_ext(x, iss, NID_subject_alt_name, san) &&
+             tls_add_ext(x, iss, NID_authority_key_identifier, "keyid");
+    }
+    if (!ok || !X509_sign(x, signer, EVP_sha256())) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* subjectAltName for the server certificate: the hostname (as DNS or IP), localhost and the
+ * loopback addresses. */
+static void
+tls_san(const char *hostname, char *out, size_t n)
+{
+    unsigned char addr[16];
+    int is_ip = hostname && (inet_pton(AF_INET, hostname, addr) == 1 ||
+                             inet_pton(AF_INET6, hostname, addr) == 1);
+    int usable = hostname && *hostname && strcmp(hostname, "localhost") != 0 &&
+                 strcmp(hostname, "127.0.0.1") != 0 && strcmp(hostname, "::1") != 0 &&
+                 strcspn(hostname, ", :\"") == strlen(hostname);
+    if (usable || (is_ip && strcmp(hostname, "127.0.0.1") != 0 && strcmp(hostname, "::1") != 0))
+        snprintf(out, n, "%s:%s,DNS:localhost,IP:127.0.0.1,IP:::1", is_ip ? "IP" : "DNS",
+                 hostname);
+    else
+        snprintf(out, n, "DNS:localhost,IP:127.0.0.1,IP:::1");
+}
+
+static int
+tls_write_pem(const char *path, X509 *cert, struct mocksrv_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ms_error_set(err, MOCKSRV_EIO, "%s: cannot write the CA certificate: %s", path,
+                            strerror(errno));
+    int ok = PEM_write_X509(f, cert);
+    ok = fclose(f) == 0 && ok;
+    if (!ok)
+        return ms_error_set(err, MOCKSRV_EIO, "%s: cannot write the CA certificate", path);
+    return MOCKSRV_OK;
+}
+
+static int
+tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mocksrv_error *err)
+{
+    int rc = MOCKSRV_ETLS;
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *ca = NULL, *cert = NULL;
+    if (!ca_key || !key) {
+        rc = tls_fail(err, "generating a P-256 key");
+        goto out;
+    }
+    char san[600];
+    tls_san(opt->hostname, san, sizeof san);
+    long serial = (long)(((uint64_t)ms_wall_ms() ^ (uint64_t)getpid() << 20) & 0x7fffffff);
+    ca = tls_make_cert(ca_key, ca_key, NULL, "mocksrv throwaway CA", serial, NULL);
+    cert = ca ? tls_make_cert(key, ca_key, ca,
+                              opt->hostname && *opt->hostname ? opt->hostname : "localhost",
+                              serial + 1, san)
+              : NULL;
+    if (!cert) {
+        rc = tls_fail(err, "making the generated certificates");
+        goto out;
+    }
+    if (SSL_CTX_use_certificate(ctx->ssl_ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx->ssl_ctx, key) != 1) {
+        rc = tls_fail(err, "using the generated certificate");
+        goto out;
+    }
+    if (opt->ca_out) {
+        ctx->ca_file = ms_strdup(opt->ca_out);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char *dir = ms_asprintf("%s/mocksrv-%d-XXXXXX", tmp && *tmp ? tmp : "/tmp", getpid());
+        if (!mkdtemp(dir)) {
+            rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s",
+                              dir, strerror(errno));
+            free(dir);
+            goto out;
+        }
+        ctx->ca_dir = dir;
+        ctx->ca_file = ms_asprintf("%s/ca.pem", dir);
+    }
+    rc = tls_write_pem(ctx->ca_file, ca, err);
+out:
+    X509_free(ca);
+    X509_free(cert);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ---- contexts ---- */
+
+int
+ms_tls_ctx_create(const struct ms_tls_options *opt, struct ms_tls_ctx **ctx_r,
+                  struct mocksrv_error *err)
+{
+    struct ms_tls_ctx *ctx = ms_calloc(1, sizeof *ctx);
+    int rc;
+    ctx->ssl_ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx->ssl_ctx) {
+        rc = tls_fail(err, "SSL_CTX_new");
+        goto fail;
+    }
+    if (opt->min_version && SSL_CTX_set_min_proto_version(ctx->ssl_ctx, opt->min_version) != 1) {
+        rc = tls_fail(err, "tls.min_version");
+        goto fail;
+    }
+    /* A mock serves old clients too: allow what OpenSSL can do at this security level. */
+    SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (opt->cert) {
+        if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, opt->cert) != 1) {
+            rc = tls_fail(err, opt->cert);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, opt->key ? opt->key : opt->cert,
+                                        SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+            rc = tls_fail(err, opt->key ? opt->key : opt->cert);
+            goto fail;
+        }
+    } else {
+        rc = tls_generate(ctx, opt, err);
+        if (rc != MOCKSRV_OK)
+            goto fail;
+    }
+    if (opt->client_ca) {
+        /* Request a certificate; verify one if sent; a client without one may still go on. */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(opt->client_ca);
+        if (!names || SSL_CTX_load_verify_locations(ctx->ssl_ctx, opt->client_ca, NULL) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            rc = tls_fail(err, opt->client_ca);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx->ssl_ctx, names);
+        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_PEER, NULL);
+    }
+    *ctx_r = ctx;
+    return MOCKSRV_OK;
+fail:
+    ms_tls_ctx_destroy(&ctx);
+    return rc;
+}
+
+void
+ms_tls_ctx_destroy(struct ms_tls_ctx **ctxp)
+{
+    struct ms_tls_ctx *ctx = *ctxp;
+    if (!ctx)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    if (ctx->ca_dir) {
+        unlink(ctx->ca_file);
+        rmdir(ctx->ca_dir);
+    }
+    free(ctx->ca_dir);
+    free(ctx->ca_file);
+    free(ctx);
+    *ctxp = NULL;
+}
+
+const char *
+ms_tls_ctx_ca_file(const struct ms_tls_ctx *ctx)
+{
+    return ctx ? ctx->ca_file : NULL;
+}
+
+/* ---- sessions ---- */
+
+struct ms_tls *
+ms_tls_create(struct ms_tls_ctx *ctx)
+{
+    struct ms_tls *tls = ms_calloc(1, sizeof *tls);
+    tls->ssl = SSL_new(ctx->ssl_ctx);
+    tls->in = BIO_new(BIO_s_mem());
+    tls->out = BIO_new(BIO_s_mem());
+    if (!tls->ssl || !tls->in || !tls->out)
+        ms_die("out of memory (SSL_new)");
+    /* An empty input BIO means "wait for more", not end of file. */
+    BIO_set_mem_eof_return(tls->in, -1);
+    SSL_set_bio(tls->ssl, tls->in, tls->out);
+    SSL_set_accept_state(tls->ssl);
+    return tls;
+}
+
+void
+ms_tls_destroy(struct ms_tls **tlsp)
+{
+    struct ms_tls *tls = *tlsp;
+    if (!tls)
+        return;
+    SSL_free(tls->ssl); /* frees both BIOs */
+    free(tls->subject);
+    free(tls);
+    *tlsp = NULL;
+}
+
+void
+ms_tls_feed(struct ms_tls *tls, const char *p, size_t n)
+{
+    if (n)
+        BIO_write(tls->in, p, (int)n);
+}
+
+void
+ms_tls_drain(struct ms_tls *tls, struct ms_buf *out)
+{
+    size_t pending = BIO_ctrl_pending(tls->out);
+    if (pending == 0)
+        return;
+    ms_buf_reserve(out, pending);
+    int n = BIO_read(tls->out, out->data + out->len, (int)pending);
+    if (n > 0) {
+        out->len += (size_t)n;
+        out->data[out->len] = '\0';
+    }
+}
+
+static enum ms_tls_status
+tls_status(struct ms_tls *tls, int ret)
+{
+    switch (SSL_get_error(tls->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return MS_TLS_WANT_INPUT;
+    case SSL_ERROR_ZERO_RETURN:
+        return MS_TLS_CLOSED;
+    default:
+        tls_reason(tls->error, sizeof tls->error, "protocol error");
+        return MS_TLS_ERROR;
+    }
+}
+
+enum ms_tls_status
+ms_tls_handshake(struct ms_tls *tls)
+{
+    int r = SSL_do_handshake(tls->ssl);
+    if (r == 1)
+        return MS_TLS_OK;
+    return tls_status(tls, r);
+}
+
+enum ms_tls_status
+ms_tls_read(struct ms_tls *tls, struct ms_buf *out)
+{
+    size_t got = 0;
+    for (;;) {
+        ms_buf_reserve(out, 16384);
+        size_t n = 0;
+        int r = SSL_read_ex(tls->ssl, out->data + out->len, out->cap - out->len - 1, &n);
+        if (r == 1) {
+            out->len += n;
+            out->data[out->len] = '\0';
+            got += n;
+            continue;
+        }
+        enum ms_tls_status st = tls_status(tls, r);
+        if (got > 0 && st != MS_TLS_ERROR)
+            return MS_TLS_OK; /* report the close on the next call */
+        return st;
+    }
+}
+
+enum ms_tls_status
+ms_tls_write(struct ms_tls *tls, const char *p, size_t n)
+{
+    size_t done = 0;
+    if (n == 0)
+        return MS_TLS_OK;
+    int r = SSL_write_ex(tls->ssl, p, n, &done);
+    if (r == 1 && done == n)
+        return MS_TLS_OK;
+    return r == 1 ? MS_TLS_ERROR : tls_status(tls, r);
+}
+
+void
+ms_tls_shutdown(struct ms_tls *tls)
+{
+    SSL_shutdown(tls->ssl);
+    ERR_clear_error();
+}
+
+const char *
+ms_tls_version(const struct ms_tls *tls)
+{
+    return SSL_get_version(tls->ssl);
+}
+
+const char *
+ms_tls_cipher(const struct ms_tls *tls)
+{
+    return SSL_get_cipher_name(tls->ssl);
+}
+
+const char *
+ms_tls_peer_subject(const struct ms_tls *tls)
+{
+    struct ms_tls *t = (struct ms_tls *)tls;
+    if (t->subject)
+        return t->subject;
+    X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    if (!peer)
+        return NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
+    char *p = NULL;
+    long n = BIO_get_mem_data(b, &p);
+    t->subject = ms_strndup(p ? p : "", n > 0 ? (size_t)n : 0);
+    BIO_free(b);
+    return t->subject;
+}
+
+const char *
+ms_tls_error(const struct ms_tls *tls)
+{
+    return tls->error[0] ? tls->error : "unknown error";
+}
