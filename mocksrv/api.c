@@ -60,6 +60,9 @@ mocksrv_free(struct mocksrv *m)
     free(srv->overrides);
     free(srv->bind_host);
     free(srv->spool_dir);
+    free(srv->cert_file);
+    free(srv->key_file);
+    free(srv->ca_out);
     free(srv->ready_json);
     ms_events_fini(&srv->events);
     pthread_mutex_destroy(&srv->lock);
@@ -188,6 +191,28 @@ int
 mocksrv_set_events_file(struct mocksrv *m, const char *path, struct mocksrv_error *err)
 {
     return ms_events_open(&m->srv.events, path, err);
+}
+
+int
+mocksrv_set_cert(struct mocksrv *m, const char *cert, const char *key)
+{
+    if (!cert || !*cert)
+        return MOCKSRV_EINVAL;
+    free(m->srv.cert_file);
+    free(m->srv.key_file);
+    m->srv.cert_file = ms_strdup(cert);
+    m->srv.key_file = key ? ms_strdup(key) : NULL;
+    return MOCKSRV_OK;
+}
+
+int
+mocksrv_set_ca_out(struct mocksrv *m, const char *path)
+{
+    if (!path || !*path)
+        return MOCKSRV_EINVAL;
+    free(m->srv.ca_out);
+    m->srv.ca_out = ms_strdup(path);
+    return MOCKSRV_OK;
 }
 
 void
@@ -326,8 +351,7 @@ mocksrv_port(struct mocksrv *m, const char *listener)
 const char *
 mocksrv_ca_file(struct mocksrv *m)
 {
-    (void)m;
-    return NULL;
+    return ms_tls_ctx_ca_file(m->srv.tls_ctx);
 }
 
 uint64_t
@@ -357,7 +381,8 @@ mocksrv_ready_json(struct mocksrv *m)
         json_array_append_new(ls, j);
     }
     json_object_set_new(o, "listeners", ls);
-    json_object_set_new(o, "ca_file", json_null());
+    const char *ca = ms_tls_ctx_ca_file(srv->tls_ctx);
+    json_object_set_new(o, "ca_file", ca ? json_string(ca) : json_null());
     json_object_set_new(o, "spool", srv->spool_dir ? json_string(srv->spool_dir) : json_null());
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);

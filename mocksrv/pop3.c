@@ -258,6 +258,8 @@ pop3_cmd_capa(struct pop3 *p, const char *args)
     /* RFC 2449 5 */
     ms_buf_puts(&p->reply, "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\n"
                            "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+    if (p->state == POP3_AUTHORIZATION && ms_session_can_starttls(p->s))
+        ms_buf_puts(&p->reply, "STLS\r\n");
     unsigned auth = p->sc->pop3.auth;
     if (auth) {
         ms_buf_puts(&p->reply, "SASL");
@@ -271,9 +273,44 @@ pop3_cmd_capa(struct pop3 *p, const char *args)
     ms_buf_clear(&p->reply);
 }
 
+/* tls: required (SPEC 3.1): no credentials before STLS. */
+static int
+pop3_check_tls_done(struct pop3 *p)
+{
+    if (!ms_session_needs_tls(p->s))
+        return 1;
+    pop3_error(p, "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+    return 0;
+}
+
+/* RFC 2595 4: the go-ahead, the handshake, and the session stays in AUTHORIZATION. */
+static void
+pop3_cmd_stls(struct pop3 *p, const char *args)
+{
+    if (p->s->tls) {
+        pop3_error(p, "TLS is already active.");
+        return;
+    }
+    if (!ms_session_can_starttls(p->s)) {
+        pop3_error(p, "Unknown command.");
+        return;
+    }
+    if (!pop3_check_no_args(p, args))
+        return;
+    pop3_ok(p, "Begin TLS negotiation now.");
+    if (ms_session_starttls(p->s) != MOCKSRV_OK) {
+        p->done = 1;
+        return;
+    }
+    free(p->user);
+    p->user = NULL;
+}
+
 static void
 pop3_cmd_user(struct pop3 *p, const char *args)
 {
+    if (!pop3_check_tls_done(p))
+        return;
     if (!*args) {
         pop3_error(p, "Missing user name.");
         return;
@@ -293,6 +330,8 @@ pop3_login_failed(struct pop3 *p)
 static void
 pop3_cmd_pass(struct pop3 *p, const char *args)
 {
+    if (!pop3_check_tls_done(p))
+        return;
     if (!p->user) {
         pop3_error(p, "No USER given.");
         return;
@@ -316,6 +355,8 @@ pop3_cmd_apop(struct pop3 *p, const char *args)
         pop3_error(p, "APOP is not enabled.");
         return;
     }
+    if (!pop3_check_tls_done(p))
+        return;
     const char *sp = strrchr(args, ' ');
     if (!sp || sp == args) {
         pop3_error(p, "Syntax: APOP name digest");
@@ -361,6 +402,8 @@ pop3_cmd_auth(struct pop3 *p, const char *args)
         pop3_error(p, "Unsupported authentication mechanism.");
         return;
     }
+    if (!pop3_check_tls_done(p))
+        return;
     const struct ms_user *u = NULL;
     int rc;
     switch (ms_session_sasl(p->s, mech, sp ? sp + 1 : NULL, "+ ", POP3_AUTH_LINE_MAX, &u, &rc)) {
@@ -568,7 +611,8 @@ static const struct pop3_command {
 } pop3_commands[] = {
     {"CAPA", pop3_cmd_capa, POP3_ANY},       {"USER", pop3_cmd_user, POP3_IN_AUTH},
     {"PASS", pop3_cmd_pass, POP3_IN_AUTH},   {"APOP", pop3_cmd_apop, POP3_IN_AUTH},
-    {"AUTH", pop3_cmd_auth, POP3_IN_AUTH},   {"STAT", pop3_cmd_stat, POP3_IN_TRANS},
+    {"AUTH", pop3_cmd_auth, POP3_IN_AUTH},   {"STLS", pop3_cmd_stls, POP3_IN_AUTH},
+    {"STAT", pop3_cmd_stat, POP3_IN_TRANS},
     {"LIST", pop3_cmd_list, POP3_IN_TRANS},  {"UIDL", pop3_cmd_uidl, POP3_IN_TRANS},
     {"RETR", pop3_cmd_retr, POP3_IN_TRANS},  {"TOP", pop3_cmd_top, POP3_IN_TRANS},
     {"DELE", pop3_cmd_dele, POP3_IN_TRANS},  {"NOOP", pop3_cmd_noop, POP3_IN_TRANS},

@@ -56,6 +56,7 @@ ms_msg_free(struct ms_msg *m)
     free(m->rcpt_to);
     free(m->rcpt_params);
     free(m->auth_user);
+    free(m->tls_client);
     ms_blob_unref(&m->blob);
     free(m->spool_path);
     free(m);
@@ -82,6 +83,9 @@ server_msg_json(const struct ms_msg *m)
                         m->auth_user ? ms_json_bytes(m->auth_user, strlen(m->auth_user))
                                      : json_null());
     json_object_set_new(o, "tls", json_boolean(m->tls));
+    json_object_set_new(o, "tls_client", m->tls_client
+                                             ? ms_json_bytes(m->tls_client, strlen(m->tls_client))
+                                             : json_null());
     json_object_set_new(o, "size", json_integer((json_int_t)m->blob->len));
     json_object_set_new(o, "received_ms", json_integer(m->received_ms));
     return o;
@@ -251,6 +255,8 @@ session_main(void *arg)
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "connected", 9);
 
+    if (s->listener->tls == MS_TLS_IMPLICIT && ms_session_starttls(s) != MOCKSRV_OK)
+        goto done; /* 465/995/993 style: no greeting before the handshake */
     switch (s->listener->protocol) {
     case MS_PROTO_SMTP:
     case MS_PROTO_LMTP:
@@ -263,6 +269,8 @@ session_main(void *arg)
         s->close_reason = MS_CLOSE_ERROR;
         break;
     }
+    ms_conn_close_notify(&s->conn, ms_deadline_in(1000));
+done:
     ms_conn_flush(&s->conn, ms_deadline_in(1000));
 
     if (ms_events_wanted(&srv->events)) {
@@ -284,6 +292,7 @@ session_main(void *arg)
     if (s->next)
         s->next->prev = s->prev;
     free(s->auth_user);
+    free(s->tls_client);
     free(s);
     srv->n_open--;
     srv->n_ended++;
@@ -548,6 +557,7 @@ ms_server_unbind(struct ms_server *srv)
     if (srv->request_fd >= 0)
         close(srv->request_fd);
     srv->request_fd = -1;
+    ms_tls_ctx_destroy(&srv->tls_ctx);
     srv->bound = 0;
 }
 
@@ -603,12 +613,22 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
                               ms_proto_name(l->protocol));
             goto fail;
         }
-        if (l->tls != MS_TLS_NONE) {
-            rc = ms_error_set(err, MOCKSRV_EUNSUPPORTED,
-                              "listener %s: tls %s is not supported by this version", l->name,
-                              ms_tls_mode_name(l->tls));
+    }
+    int need_tls = 0;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        need_tls |= srv->listeners[i].tls != MS_TLS_NONE;
+    if (need_tls && !srv->tls_ctx) {
+        struct ms_tls_options opt = {
+            .cert = srv->cert_file ? srv->cert_file : sc->tls.cert,
+            .key = srv->cert_file ? srv->key_file : sc->tls.key,
+            .client_ca = sc->tls.client_ca,
+            .min_version = sc->tls.min_version,
+            .hostname = sc->hostname,
+            .ca_out = srv->ca_out,
+        };
+        rc = ms_tls_ctx_create(&opt, &srv->tls_ctx, err);
+        if (rc != MOCKSRV_OK)
             goto fail;
-        }
     }
     for (size_t i = 0; i < srv->n_listeners; i++) {
         rc = server_open_listener(srv, &srv->listeners[i], err);

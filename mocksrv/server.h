@@ -57,6 +57,7 @@ struct ms_session {
     int closing;      /* the server is stopping: end at the next read */
     unsigned bad_commands;
     int tls;          /* the connection is encrypted */
+    char *tls_client; /* subject of the client certificate, or NULL */
     char *auth_user;  /* authenticated user name, or NULL */
     struct ms_session *prev, *next;
 };
@@ -74,6 +75,7 @@ struct ms_msg {
     size_t rcpt_count;
     char *auth_user;
     int tls;
+    char *tls_client;      /* client certificate subject, or NULL */
     int64_t received_ms;
     struct ms_blob *blob;  /* the exact bytes, shared with the recipients' INBOXes */
     char *spool_path;
@@ -104,6 +106,9 @@ struct ms_server {
     uint64_t seed;
     int seed_set;
     char *spool_dir;
+    char *cert_file;             /* --cert / mocksrv_set_cert: override tls.cert */
+    char *key_file;
+    char *ca_out;                /* --ca-out: where the generated CA goes */
     unsigned exit_after;
     int64_t idle_exit_ms;
     struct ms_listen_override *overrides;
@@ -112,6 +117,7 @@ struct ms_server {
     /* runtime, loop thread only */
     struct ms_loop *loop;
     struct ms_events events;
+    struct ms_tls_ctx *tls_ctx;  /* when a listener uses TLS */
     struct ms_listener *listeners;
     size_t n_listeners;
     struct ms_session *sessions; /* open sessions, newest first */
@@ -169,6 +175,15 @@ int64_t ms_session_deadline(struct ms_session *s);
 /* Writes a reply (one or more CRLF lines) and emits its "reply" event with at most event_lines
  * lines (0 = all; the rest counted as more_bytes: a RETR body is not copied into events). */
 void ms_session_reply(struct ms_session *s, const char *p, size_t n, size_t event_lines);
+/* Starts TLS on the session's connection (implicit TLS at accept, or after the protocol's
+ * STARTTLS go-ahead was queued): tls.start, then tls.done or tls.fail events. Returns
+ * MOCKSRV_OK, or an error after which the session must end (close_reason is set). */
+int ms_session_starttls(struct ms_session *s);
+/* 1 when the listener offers STARTTLS/STLS now (starttls or required, not yet encrypted). */
+int ms_session_can_starttls(const struct ms_session *s);
+/* 1 when the listener requires TLS and the session is not encrypted yet. */
+int ms_session_needs_tls(const struct ms_session *s);
+
 /* An "auth" event; mech 0 means USER/PASS or LOGIN-style plain credentials. */
 void ms_session_auth_event(struct ms_session *s, const char *user, unsigned mech, int ok);
 

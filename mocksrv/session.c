@@ -136,3 +136,53 @@ done:
     ms_sasl_destroy(&sasl);
     return out;
 }
+
+int
+ms_session_can_starttls(const struct ms_session *s)
+{
+    enum ms_tls_mode m = s->listener->tls;
+    return !s->tls && (m == MS_TLS_STARTTLS || m == MS_TLS_REQUIRED) && s->srv->tls_ctx;
+}
+
+int
+ms_session_needs_tls(const struct ms_session *s)
+{
+    return !s->tls && s->listener->tls == MS_TLS_REQUIRED;
+}
+
+int
+ms_session_starttls(struct ms_session *s)
+{
+    struct ms_server *srv = s->srv;
+    if (ms_events_wanted(&srv->events))
+        ms_session_emit(s, ms_session_event(s, "tls.start"));
+    const char *reason = NULL;
+    int rc = ms_conn_starttls(&s->conn, srv->tls_ctx, ms_session_deadline(s), &reason);
+    if (rc != MOCKSRV_OK) {
+        if (ms_events_wanted(&srv->events)) {
+            json_t *ev = ms_session_event(s, "tls.fail");
+            json_object_set_new(ev, "reason", json_string(reason ? reason : mocksrv_strerror(rc)));
+            ms_session_emit(s, ev);
+        }
+        ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS handshake failed", 20);
+        s->close_reason = rc == MOCKSRV_ETIMEDOUT ? MS_CLOSE_TIMEOUT
+                          : rc == MOCKSRV_ECLOSED ? MS_CLOSE_PEER
+                          : rc == MOCKSRV_ECANCELED ? MS_CLOSE_SHUTDOWN
+                                                  : MS_CLOSE_ERROR;
+        return rc;
+    }
+    s->tls = 1;
+    const char *subject = ms_tls_peer_subject(s->conn.tls);
+    free(s->tls_client);
+    s->tls_client = subject ? ms_strdup(subject) : NULL;
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_session_event(s, "tls.done");
+        json_object_set_new(ev, "version", json_string(ms_tls_version(s->conn.tls)));
+        json_object_set_new(ev, "cipher", json_string(ms_tls_cipher(s->conn.tls)));
+        json_object_set_new(ev, "client", subject ? ms_json_bytes(subject, strlen(subject))
+                                                  : json_null());
+        ms_session_emit(s, ev);
+    }
+    ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS established", 15);
+    return MOCKSRV_OK;
+}

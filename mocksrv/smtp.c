@@ -148,6 +148,7 @@ smtp_store(struct smtp *sm, struct ms_buf *data)
     t->rcpt_count = t->rcpt_cap = 0;
     m->auth_user = sm->s->auth_user ? ms_strdup(sm->s->auth_user) : NULL;
     m->tls = sm->s->tls;
+    m->tls_client = sm->s->tls_client ? ms_strdup(sm->s->tls_client) : NULL;
     m->received_ms = ms_wall_ms();
     size_t len;
     char *bytes = ms_buf_steal(data, &len);
@@ -327,6 +328,16 @@ smtp_check_helo_done(struct smtp *sm)
     return 0;
 }
 
+/* tls: required (SPEC 3.1): MAIL and AUTH wait for STARTTLS (RFC 3207 4). */
+static int
+smtp_check_tls_done(struct smtp *sm)
+{
+    if (!ms_session_needs_tls(sm->s))
+        return 1;
+    smtp_error(sm, 530, "5.7.0", "Must issue a STARTTLS command first");
+    return 0;
+}
+
 static int
 smtp_check_no_args(struct smtp *sm, const char *verb, const char *args)
 {
@@ -462,7 +473,10 @@ smtp_cmd_ehlo(struct smtp *sm, const char *verb, const char *args)
         ms_buf_puts(&sm->reply, "250-VRFY\r\n");
     if (smtp_has(sm, MS_EXT_HELP))
         ms_buf_puts(&sm->reply, "250-HELP\r\n");
-    if (conf->auth) {
+    if (ms_session_can_starttls(sm->s))
+        ms_buf_puts(&sm->reply, "250-STARTTLS\r\n");
+    /* with tls: required, AUTH is offered only once the session is encrypted */
+    if (conf->auth && !ms_session_needs_tls(sm->s)) {
         ms_buf_puts(&sm->reply, "250-AUTH");
         for (unsigned bit = 1; bit <= MS_AUTH_OAUTHBEARER; bit <<= 1)
             if (conf->auth & bit)
@@ -496,6 +510,8 @@ smtp_cmd_mail(struct smtp *sm, const char *verb, const char *args)
         smtp_error(sm, 503, "5.5.1", "Error: nested MAIL command");
         return;
     }
+    if (!smtp_check_tls_done(sm))
+        return;
     if (sm->sc->smtp.require_auth && !sm->s->auth_user) {
         smtp_error(sm, 530, "5.7.0", "Authentication required");
         return;
@@ -748,16 +764,17 @@ smtp_cmd_help(struct smtp *sm, const char *verb, const char *args)
         smtp_error(sm, 502, "5.5.1", "HELP command is disabled");
         return;
     }
-    smtp_reply(sm, 214, "2.0.0",
-               "Commands: %s MAIL RCPT DATA%s RSET NOOP QUIT VRFY HELP%s",
+    smtp_reply(sm, 214, "2.0.0", "Commands: %s MAIL RCPT DATA%s RSET NOOP QUIT VRFY HELP%s%s",
                sm->lmtp ? "LHLO" : "EHLO HELO", smtp_has(sm, MS_EXT_CHUNKING) ? " BDAT" : "",
-               sm->sc->smtp.auth ? " AUTH" : "");
+               sm->sc->smtp.auth ? " AUTH" : "", ms_session_can_starttls(sm->s) ? " STARTTLS" : "");
 }
 
 static void
 smtp_cmd_auth(struct smtp *sm, const char *verb, const char *args)
 {
     unsigned offered = sm->sc->smtp.auth;
+    if (offered && sm->ehlo && !smtp_check_tls_done(sm))
+        return;
     if (!offered || !sm->ehlo) {
         smtp_error(sm, 503, "5.5.1", "Error: authentication not enabled");
         return;
@@ -811,6 +828,34 @@ smtp_cmd_auth(struct smtp *sm, const char *verb, const char *args)
     }
 }
 
+/* RFC 3207: the go-ahead, the handshake, then a fresh start: the client must EHLO again and
+ * everything learnt before (EHLO argument, AUTH, a transaction) is forgotten (section 4.2). */
+static void
+smtp_cmd_starttls(struct smtp *sm, const char *verb, const char *args)
+{
+    if (sm->s->tls) {
+        smtp_error(sm, 503, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    if (!ms_session_can_starttls(sm->s)) {
+        smtp_error(sm, 500, "5.5.2", "Error: command not recognized");
+        return;
+    }
+    if (!smtp_check_no_args(sm, verb, args))
+        return;
+    smtp_reply(sm, 220, "2.0.0", "Ready to start TLS");
+    if (ms_session_starttls(sm->s) != MOCKSRV_OK) {
+        sm->done = 1;
+        return;
+    }
+    smtp_txn_reset(sm);
+    free(sm->helo);
+    sm->helo = NULL;
+    sm->ehlo = 0;
+    free(sm->s->auth_user);
+    sm->s->auth_user = NULL;
+}
+
 /* ---- dispatch ---- */
 
 typedef void smtp_handler_fn(struct smtp *sm, const char *verb, const char *args);
@@ -841,6 +886,7 @@ static const struct smtp_command smtp_commands[] = {
     {"VRFY", smtp_cmd_vrfy, 0, 0},
     {"HELP", smtp_cmd_help, 0, 0},
     {"AUTH", smtp_cmd_auth, 0, 0},
+    {"STARTTLS", smtp_cmd_starttls, 0, 0},
 };
 
 static const struct smtp_command *

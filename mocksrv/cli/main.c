@@ -35,6 +35,9 @@ struct cli {
     const char *events;
     const char *spool;
     const char *state_out;
+    const char *cert;
+    const char *key;
+    const char *ca_out;
     int verbosity;
     int check;
     long long seed;
@@ -80,6 +83,8 @@ cli_usage(FILE *out)
           "  --events PATH              JSON-lines events to PATH (- = stdout)\n"
           "  --spool DIR                write each received message to DIR/NNNNNN.eml + .json\n"
           "  --state-out PATH           at exit, write the final mailboxes as a scenario to PATH\n"
+          "  --cert PEM --key PEM       server certificate and key (default: generated at start)\n"
+          "  --ca-out PATH              write the generated CA certificate to PATH\n"
           "  --seed N                   seed for every random choice\n"
           "  -v, --verbose              transcript of every session on stderr\n"
           "  -q, --quiet                errors only\n"
@@ -144,8 +149,8 @@ cli_parse(struct cli *cli, int argc, char **argv)
         {"check", no_argument, NULL, 'C'},         {"exit-after", required_argument, NULL, 'X'},
         {"idle-exit", required_argument, NULL, 'I'}, {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},          {"state-out", required_argument, NULL, 'O'},
-        {"cert", required_argument, NULL, 'U'},    {"key", required_argument, NULL, 'U'},
-        {"ca-out", required_argument, NULL, 'U'},  {NULL, 0, NULL, 0},
+        {"cert", required_argument, NULL, 'c'},    {"key", required_argument, NULL, 'k'},
+        {"ca-out", required_argument, NULL, 'a'},  {NULL, 0, NULL, 0},
     };
     /* Split at "--" ourselves: everything after it is CMD, untouched by getopt. */
     int nopt = argc;
@@ -193,6 +198,15 @@ cli_parse(struct cli *cli, int argc, char **argv)
         case 'O':
             cli->state_out = optarg;
             break;
+        case 'c':
+            cli->cert = optarg;
+            break;
+        case 'k':
+            cli->key = optarg;
+            break;
+        case 'a':
+            cli->ca_out = optarg;
+            break;
         case 'S':
             if (cli_parse_ull(optarg, ~0ull >> 1, &v) != 0)
                 return cli_fail_usage("--seed: bad number \"%s\"", optarg);
@@ -223,14 +237,14 @@ cli_parse(struct cli *cli, int argc, char **argv)
         case 'h':
             cli_usage(stdout);
             exit(0);
-        case 'U':
-            return cli_fail_usage("%s: not supported by this version yet", argv[optind - 1]);
         case ':':
             return cli_fail_usage("%s needs an argument", argv[optind - 1]);
         default:
             return cli_fail_usage("unknown option %s", argv[optind - 1]);
         }
     }
+    if (cli->key && !cli->cert)
+        return cli_fail_usage("%s", "--key needs --cert");
     if (optind < nopt)
         cli->scenario = argv[optind++];
     if (optind < nopt)
@@ -357,6 +371,10 @@ main(int argc, char **argv)
     if (cli.seed_set)
         mocksrv_set_seed(srv, (uint64_t)cli.seed);
     mocksrv_set_exit_after(srv, cli.exit_after);
+    if (cli.cert)
+        mocksrv_set_cert(srv, cli.cert, cli.key);
+    if (cli.ca_out)
+        mocksrv_set_ca_out(srv, cli.ca_out);
     mocksrv_set_idle_exit(srv, cli.idle_exit_ms);
     for (int i = 0; i < cli.n_listen; i++) {
         if (mocksrv_listen(srv, cli.listen[i], &err) != MOCKSRV_OK) {

@@ -97,6 +97,13 @@ MOCKSRV_API int mocksrv_set_spool(struct mocksrv *srv, const char *dir, struct m
 /* JSON-lines events to a file; "-" is stdout. */
 MOCKSRV_API int mocksrv_set_events_file(struct mocksrv *srv, const char *path,
                                         struct mocksrv_error *err);
+/* The server certificate chain and key (PEM files) for every TLS listener, instead of
+ * tls.cert/tls.key or the generated ones (--cert/--key). key may be NULL when cert holds both. */
+MOCKSRV_API int mocksrv_set_cert(struct mocksrv *srv, const char *cert, const char *key);
+/* Where to write the generated CA certificate (--ca-out), instead of a private temporary
+ * directory that is removed when the server is freed. */
+MOCKSRV_API int mocksrv_set_ca_out(struct mocksrv *srv, const char *path);
+
 /* 0 = errors only, 1 = normal (default), 2 = transcript of every session on stderr. */
 MOCKSRV_API void mocksrv_set_verbosity(struct mocksrv *srv, int level);
 /* Stop once n sessions have ended (0 = never). */
