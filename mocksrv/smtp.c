@@ -347,99 +347,94 @@ smtp_check_no_args(struct smtp *sm, const char *verb, const char *args)
     return 0;
 }
 
-/* Checks MAIL parameters (RFC 1870, 6152, 6531, 3461, 4954 section 5). */
+/* One parameter of MAIL or RCPT: 1 accepted, 0 refused (the reply is sent), -1 unknown. */
+typedef int smtp_param_fn(struct smtp *sm, const char *key, const char *value);
+
+/* MAIL parameters (RFC 1870, 6152, 6531, 3461, 4954 section 5). */
 static int
-smtp_check_mail_params(struct smtp *sm, const char *params)
+smtp_mail_param(struct smtp *sm, const char *k, const char *v)
 {
-    char *copy = ms_strdup(params);
-    struct smtp_param p[16];
-    int n = smtp_split_params(copy, p, (int)MS_ARRAY_LEN(p));
-    int ok = 0;
-    if (n < 0) {
-        smtp_error(sm, 501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        const char *k = p[i].key, *v = p[i].value;
-        if (ms_strcaseeq(k, "SIZE") && smtp_has(sm, MS_EXT_SIZE)) {
-            uint64_t size;
-            if (smtp_parse_uint(v, &size) != 0) {
-                smtp_error(sm, 501, "5.5.4", "Bad message size syntax");
-                goto out;
-            }
-            if (size > smtp_max_size(sm)) {
-                smtp_reply(sm, 552, "5.3.4", "Message size exceeds fixed limit");
-                goto out;
-            }
-        } else if (ms_strcaseeq(k, "BODY") && smtp_has(sm, MS_EXT_8BITMIME)) {
-            if (!v || !(ms_strcaseeq(v, "7BIT") || ms_strcaseeq(v, "8BITMIME"))) {
-                smtp_error(sm, 501, "5.5.4", "Unsupported BODY parameter value");
-                goto out;
-            }
-        } else if (ms_strcaseeq(k, "SMTPUTF8") && smtp_has(sm, MS_EXT_SMTPUTF8) && !v) {
-            sm->txn.smtputf8 = 1;
-        } else if (ms_strcaseeq(k, "RET") && smtp_has(sm, MS_EXT_DSN)) {
-            if (!v || !(ms_strcaseeq(v, "FULL") || ms_strcaseeq(v, "HDRS"))) {
-                smtp_error(sm, 501, "5.5.4", "Bad RET parameter syntax");
-                goto out;
-            }
-        } else if (ms_strcaseeq(k, "ENVID") && smtp_has(sm, MS_EXT_DSN) && v && *v) {
-            /* kept verbatim in mail_params */
-        } else if (ms_strcaseeq(k, "AUTH") && sm->sc->smtp.auth && v && *v) {
-            /* RFC 4954 section 5: accepted and kept; the identity is not trusted */
-        } else {
-            char echo[80];
-            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", smtp_echo(k, echo, sizeof echo));
-            goto out;
+    if (ms_strcaseeq(k, "SIZE") && smtp_has(sm, MS_EXT_SIZE)) {
+        uint64_t size;
+        if (smtp_parse_uint(v, &size) != 0) {
+            smtp_error(sm, 501, "5.5.4", "Bad message size syntax");
+            return 0;
         }
+        if (size > smtp_max_size(sm)) {
+            smtp_reply(sm, 552, "5.3.4", "Message size exceeds fixed limit");
+            return 0;
+        }
+        return 1;
     }
-    ok = 1;
-out:
-    free(copy);
-    return ok;
+    if (ms_strcaseeq(k, "BODY") && smtp_has(sm, MS_EXT_8BITMIME)) {
+        if (v && (ms_strcaseeq(v, "7BIT") || ms_strcaseeq(v, "8BITMIME")))
+            return 1;
+        smtp_error(sm, 501, "5.5.4", "Unsupported BODY parameter value");
+        return 0;
+    }
+    if (ms_strcaseeq(k, "SMTPUTF8") && smtp_has(sm, MS_EXT_SMTPUTF8) && !v) {
+        sm->txn.smtputf8 = 1;
+        return 1;
+    }
+    if (ms_strcaseeq(k, "RET") && smtp_has(sm, MS_EXT_DSN)) {
+        if (v && (ms_strcaseeq(v, "FULL") || ms_strcaseeq(v, "HDRS")))
+            return 1;
+        smtp_error(sm, 501, "5.5.4", "Bad RET parameter syntax");
+        return 0;
+    }
+    if (ms_strcaseeq(k, "ENVID") && smtp_has(sm, MS_EXT_DSN) && v && *v)
+        return 1; /* kept verbatim in mail_params */
+    if (ms_strcaseeq(k, "AUTH") && sm->sc->smtp.auth && v && *v)
+        return 1; /* RFC 4954 section 5: accepted and kept; the identity is not trusted */
+    return -1;
 }
 
+/* RCPT parameters (RFC 3461 4.1, 4.2). */
 static int
-smtp_check_rcpt_params(struct smtp *sm, const char *params)
+smtp_rcpt_param(struct smtp *sm, const char *k, const char *v)
+{
+    if (ms_strcaseeq(k, "NOTIFY") && smtp_has(sm, MS_EXT_DSN) && v && *v) {
+        /* NEVER, or a list of SUCCESS, FAILURE, DELAY */
+        char *list = ms_strdup(v), *save = NULL;
+        int bad = 0, never = 0, count = 0;
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            count++;
+            if (ms_strcaseeq(t, "NEVER"))
+                never = 1;
+            else if (!ms_strcaseeq(t, "SUCCESS") && !ms_strcaseeq(t, "FAILURE") &&
+                     !ms_strcaseeq(t, "DELAY"))
+                bad = 1;
+        }
+        free(list);
+        if (!bad && !(never && count > 1))
+            return 1;
+        smtp_error(sm, 501, "5.5.4", "Bad NOTIFY parameter syntax");
+        return 0;
+    }
+    if (ms_strcaseeq(k, "ORCPT") && smtp_has(sm, MS_EXT_DSN) && v && strchr(v, ';'))
+        return 1; /* kept verbatim */
+    return -1;
+}
+
+/* Checks every "KEY[=VALUE]" of params with fn; an unknown one gets 555 (RFC 5321 4.1.1.11). */
+static int
+smtp_check_params(struct smtp *sm, const char *params, const char *syntax, smtp_param_fn *fn)
 {
     char *copy = ms_strdup(params);
     struct smtp_param p[16];
     int n = smtp_split_params(copy, p, (int)MS_ARRAY_LEN(p));
-    int ok = 0;
-    if (n < 0) {
-        smtp_error(sm, 501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        const char *k = p[i].key, *v = p[i].value;
-        if (ms_strcaseeq(k, "NOTIFY") && smtp_has(sm, MS_EXT_DSN) && v && *v) {
-            /* RFC 3461 4.1: NEVER, or a list of SUCCESS, FAILURE, DELAY */
-            char *list = ms_strdup(v), *save = NULL;
-            int bad = 0, never = 0, count = 0;
-            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                count++;
-                if (ms_strcaseeq(t, "NEVER"))
-                    never = 1;
-                else if (!ms_strcaseeq(t, "SUCCESS") && !ms_strcaseeq(t, "FAILURE") &&
-                         !ms_strcaseeq(t, "DELAY"))
-                    bad = 1;
-            }
-            free(list);
-            if (bad || (never && count > 1)) {
-                smtp_error(sm, 501, "5.5.4", "Bad NOTIFY parameter syntax");
-                goto out;
-            }
-        } else if (ms_strcaseeq(k, "ORCPT") && smtp_has(sm, MS_EXT_DSN) && v &&
-                   strchr(v, ';')) {
-            /* kept verbatim */
-        } else {
+    int ok = n >= 0;
+    if (!ok)
+        smtp_error(sm, 501, "5.5.4", "Syntax: %s", syntax);
+    for (int i = 0; ok && i < n; i++) {
+        int r = fn(sm, p[i].key, p[i].value);
+        if (r < 0) {
             char echo[80];
-            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s", smtp_echo(k, echo, sizeof echo));
-            goto out;
+            smtp_error(sm, 555, "5.5.4", "Unsupported option: %s",
+                       smtp_echo(p[i].key, echo, sizeof echo));
         }
+        ok = r > 0;
     }
-    ok = 1;
-out:
     free(copy);
     return ok;
 }
@@ -522,7 +517,7 @@ smtp_cmd_mail(struct smtp *sm, const char *verb, const char *args)
         return;
     }
     smtp_txn_reset(sm);
-    if (!smtp_check_mail_params(sm, params)) {
+    if (!smtp_check_params(sm, params, "MAIL FROM:<address> [parameters]", smtp_mail_param)) {
         free(path);
         free(params);
         smtp_txn_reset(sm);
@@ -559,7 +554,7 @@ smtp_cmd_rcpt(struct smtp *sm, const char *verb, const char *args)
         smtp_error(sm, 501, "5.5.4", "Syntax: RCPT TO:<address>");
         goto fail;
     }
-    if (!smtp_check_rcpt_params(sm, params))
+    if (!smtp_check_params(sm, params, "RCPT TO:<address> [parameters]", smtp_rcpt_param))
         goto fail;
     if (!smtp_is_ascii(path) && !t->smtputf8) {
         smtp_error(sm, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 addresses");
