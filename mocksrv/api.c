@@ -447,10 +447,10 @@ mocksrv_message_get(struct mocksrv *m, size_t index)
     }
     const struct ms_msg *src = srv->msgs[index];
     /* One allocation holds the struct, the pointer arrays and every string. */
-    const char *strings[] = {src->listener, src->helo,     src->mail_from,
+    const char *strings[] = {src->listener,    src->helo,      src->mail_from,
                              src->mail_params, src->auth_user, src->spool_path};
-    size_t total = sizeof(struct mocksrv_message) + 2 * src->rcpt_count * sizeof(char *) +
-                   src->blob->len + 1;
+    size_t total =
+        sizeof(struct mocksrv_message) + 2 * src->rcpt_count * sizeof(char *) + src->blob->len + 1;
     for (size_t i = 0; i < MS_ARRAY_LEN(strings); i++)
         total += strings[i] ? strlen(strings[i]) + 1 : 0;
     for (size_t i = 0; i < src->rcpt_count; i++)
@@ -472,8 +472,8 @@ mocksrv_message_get(struct mocksrv *m, size_t index)
     d->rcpt_to = to;
     d->rcpt_params = params;
     d->rcpt_count = src->rcpt_count;
-    d->auth_user = src->auth_user ? api_dup_into(&arena, src->auth_user, strlen(src->auth_user))
-                                  : NULL;
+    d->auth_user =
+        src->auth_user ? api_dup_into(&arena, src->auth_user, strlen(src->auth_user)) : NULL;
     d->tls = src->tls;
     d->received_ms = src->received_ms;
     d->data = api_dup_into(&arena, src->blob->data, src->blob->len);
@@ -491,8 +491,7 @@ mocksrv_message_free(struct mocksrv_message *msg)
 }
 
 static int
-api_format_state(struct mocksrv *m, const char *path, struct ms_buf *out,
-                 struct mocksrv_error *err)
+api_format_state(struct mocksrv *m, const char *path, struct ms_buf *out, struct mocksrv_error *err)
 {
     struct ms_server *srv = &m->srv;
     int rc = ms_server_ensure_scenario(srv, err);

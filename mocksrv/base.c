@@ -14,8 +14,8 @@ const char *
 mocksrv_strerror(int code)
 {
     switch (code) {
-#define MS_X_CASE(name, value, text) \
-    case value:                      \
+#define MS_X_CASE(name, value, text)                                                               \
+    case value:                                                                                    \
         return text;
         MOCKSRV_ERRORS(MS_X_CASE)
 #undef MS_X_CASE

@@ -24,7 +24,7 @@
 #define MS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Bugs abort, in every build type; bad input never reaches an assertion. */
-#define ms_assert(cond) \
+#define ms_assert(cond)                                                                            \
     ((cond) ? (void)0 : ms_die("%s:%d: assertion failed: %s", __FILE__, __LINE__, #cond))
 
 void ms_die(const char *fmt, ...) MS_PRINTF(1, 2) MS_NORETURN;

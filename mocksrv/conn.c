@@ -194,8 +194,7 @@ conn_recv(struct ms_conn *c, int64_t deadline)
 }
 
 int
-ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
-                 const char **reason_r)
+ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline, const char **reason_r)
 {
     *reason_r = NULL;
     /* the go-ahead ("220 Ready to start TLS") leaves in plaintext, before the handshake */
@@ -221,7 +220,7 @@ ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
         ms_buf_clear(&c->cipher_in);
         ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
         if (n < 0) {
-            *reason_r = n == MOCKSRV_ETIMEDOUT   ? "handshake timed out"
+            *reason_r = n == MOCKSRV_ETIMEDOUT ? "handshake timed out"
                         : n == MOCKSRV_ECLOSED ? "connection closed during the handshake"
                                                : "connection failed during the handshake";
             return (int)n;

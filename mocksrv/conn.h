@@ -43,16 +43,16 @@ struct ms_conn {
     /* input: bytes [in_pos, in.len) are buffered and not yet consumed */
     struct ms_buf in;
     size_t in_pos;
-    int eof;     /* the peer closed its side */
-    int failed;  /* a transport error happened: no further I/O */
-    int discarding; /* skipping the rest of an over-long line */
+    int eof;          /* the peer closed its side */
+    int failed;       /* a transport error happened: no further I/O */
+    int discarding;   /* skipping the rest of an over-long line */
     size_t read_size; /* room asked for before each recv: grows while reads fill it */
     int drained;      /* the last recv was short: wait for an edge before the next one */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;
 
-    uint64_t bytes_in;  /* on the wire (ciphertext once TLS is up) */
+    uint64_t bytes_in; /* on the wire (ciphertext once TLS is up) */
     uint64_t bytes_out;
 
     /* TLS (after STARTTLS or on an implicit listener): plaintext stays in in/out above */

@@ -16,7 +16,7 @@
 #include "base.h"
 
 struct ms_dot {
-    int state; /* private */
+    int state;    /* private */
     size_t total; /* bytes of decoded message so far */
 };
 

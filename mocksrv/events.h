@@ -15,13 +15,13 @@
 #include "base.h"
 
 struct ms_events {
-    FILE *file;          /* JSON lines, or NULL */
-    int close_file;      /* we opened it */
+    FILE *file;     /* JSON lines, or NULL */
+    int close_file; /* we opened it */
     mocksrv_event_fn *fn;
     void *fn_arg;
-    int verbosity;       /* 0 errors only, 1 normal, 2 transcript */
-    int color;           /* ANSI colours on stderr */
-    int64_t start_ms;    /* ms_now() at start: "t" is relative to it */
+    int verbosity;    /* 0 errors only, 1 normal, 2 transcript */
+    int color;        /* ANSI colours on stderr */
+    int64_t start_ms; /* ms_now() at start: "t" is relative to it */
 };
 
 void ms_events_init(struct ms_events *ev);

@@ -105,9 +105,9 @@ struct loop_timer {
 
 struct ms_loop {
     int epfd;
-    int tfd;                     /* timerfd in epfd, armed at the next due work (embedding) */
+    int tfd;                       /* timerfd in epfd, armed at the next due work (embedding) */
     struct ms_stack_cache *stacks; /* stacks of finished coroutines, reused by new ones */
-    int64_t tfd_armed;           /* absolute ms it is armed for; 0 = disarmed */
+    int64_t tfd_armed;             /* absolute ms it is armed for; 0 = disarmed */
     int stop;
     int stepping;    /* inside ms_loop_step (no re-entry) */
     int dispatching; /* inside the event batch: closed ios go to the dead list */

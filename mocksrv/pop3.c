@@ -38,9 +38,9 @@ struct pop3 {
     const struct ms_scenario *sc;
     struct ms_conn *c;
     enum pop3_state state;
-    char *user;              /* from USER, waiting for PASS */
-    char stamp[128];         /* APOP timestamp of the greeting, "" when APOP is off */
-    char *locked;            /* account name whose maildrop this session holds */
+    char *user;      /* from USER, waiting for PASS */
+    char stamp[128]; /* APOP timestamp of the greeting, "" when APOP is off */
+    char *locked;    /* account name whose maildrop this session holds */
     uint32_t uidvalidity;
     struct pop3_item *items;
     size_t n_items;
@@ -58,8 +58,7 @@ pop3_send(struct pop3 *p)
     ms_buf_clear(&p->reply);
 }
 
-static void MS_PRINTF(2, 3)
-pop3_ok(struct pop3 *p, const char *fmt, ...)
+static void MS_PRINTF(2, 3) pop3_ok(struct pop3 *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -73,8 +72,7 @@ pop3_ok(struct pop3 *p, const char *fmt, ...)
     pop3_send(p);
 }
 
-static void MS_PRINTF(2, 0)
-pop3_verr(struct pop3 *p, const char *fmt, va_list ap)
+static void MS_PRINTF(2, 0) pop3_verr(struct pop3 *p, const char *fmt, va_list ap)
 {
     ms_buf_puts(&p->reply, "-ERR ");
     ms_buf_vprintf(&p->reply, fmt, ap);
@@ -83,8 +81,7 @@ pop3_verr(struct pop3 *p, const char *fmt, va_list ap)
 }
 
 /* An error the server answers without holding it against the client. */
-static void MS_PRINTF(2, 3)
-pop3_fail(struct pop3 *p, const char *fmt, ...)
+static void MS_PRINTF(2, 3) pop3_fail(struct pop3 *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -93,8 +90,7 @@ pop3_fail(struct pop3 *p, const char *fmt, ...)
 }
 
 /* A client error; past limits.bad_commands the server gives up. */
-static void MS_PRINTF(2, 3)
-pop3_error(struct pop3 *p, const char *fmt, ...)
+static void MS_PRINTF(2, 3) pop3_error(struct pop3 *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -609,14 +605,14 @@ static const struct pop3_command {
     pop3_handler_fn *fn;
     unsigned states;
 } pop3_commands[] = {
-    {"CAPA", pop3_cmd_capa, POP3_ANY},       {"USER", pop3_cmd_user, POP3_IN_AUTH},
-    {"PASS", pop3_cmd_pass, POP3_IN_AUTH},   {"APOP", pop3_cmd_apop, POP3_IN_AUTH},
-    {"AUTH", pop3_cmd_auth, POP3_IN_AUTH},   {"STLS", pop3_cmd_stls, POP3_IN_AUTH},
-    {"STAT", pop3_cmd_stat, POP3_IN_TRANS},
-    {"LIST", pop3_cmd_list, POP3_IN_TRANS},  {"UIDL", pop3_cmd_uidl, POP3_IN_TRANS},
-    {"RETR", pop3_cmd_retr, POP3_IN_TRANS},  {"TOP", pop3_cmd_top, POP3_IN_TRANS},
-    {"DELE", pop3_cmd_dele, POP3_IN_TRANS},  {"NOOP", pop3_cmd_noop, POP3_IN_TRANS},
-    {"RSET", pop3_cmd_rset, POP3_IN_TRANS},  {"QUIT", pop3_cmd_quit, POP3_ANY},
+    {"CAPA", pop3_cmd_capa, POP3_ANY},      {"USER", pop3_cmd_user, POP3_IN_AUTH},
+    {"PASS", pop3_cmd_pass, POP3_IN_AUTH},  {"APOP", pop3_cmd_apop, POP3_IN_AUTH},
+    {"AUTH", pop3_cmd_auth, POP3_IN_AUTH},  {"STLS", pop3_cmd_stls, POP3_IN_AUTH},
+    {"STAT", pop3_cmd_stat, POP3_IN_TRANS}, {"LIST", pop3_cmd_list, POP3_IN_TRANS},
+    {"UIDL", pop3_cmd_uidl, POP3_IN_TRANS}, {"RETR", pop3_cmd_retr, POP3_IN_TRANS},
+    {"TOP", pop3_cmd_top, POP3_IN_TRANS},   {"DELE", pop3_cmd_dele, POP3_IN_TRANS},
+    {"NOOP", pop3_cmd_noop, POP3_IN_TRANS}, {"RSET", pop3_cmd_rset, POP3_IN_TRANS},
+    {"QUIT", pop3_cmd_quit, POP3_ANY},
 };
 
 static void
@@ -675,8 +671,7 @@ ms_pop3_session(struct ms_session *s)
     }
     while (!p.done) {
         struct ms_line line;
-        int rc = ms_conn_read_line(p.c, sc->limits.pop3_line_length, ms_session_deadline(s),
-                                   &line);
+        int rc = ms_conn_read_line(p.c, sc->limits.pop3_line_length, ms_session_deadline(s), &line);
         if (rc == MOCKSRV_ETOOLONG) {
             ms_session_command_event(s, "", 0);
             pop3_error(&p, "Line too long.");

@@ -5,7 +5,8 @@
  * A pure codec: base64 lines in, base64 challenges out, credentials checked against a password
  * given by the caller. The protocol engine frames challenges ("334 " for SMTP, "+ " for POP3 and
  * IMAP), handles the client's "*" cancel itself, and looks the user up. "=" as an initial response
- * means an empty one (RFC 4954). Secrets are wiped with OPENSSL_cleanse when the state is destroyed.
+ * means an empty one (RFC 4954). Secrets are wiped with OPENSSL_cleanse when the state is
+ * destroyed.
  */
 #ifndef MS_SASL_H
 #define MS_SASL_H

@@ -24,9 +24,8 @@
 #include <unistd.h>
 
 static const char *const server_close_reasons[] = {
-    [MS_CLOSE_QUIT] = "quit",         [MS_CLOSE_PEER] = "peer-closed",
-    [MS_CLOSE_TIMEOUT] = "timeout",   [MS_CLOSE_FAULT] = "fault",
-    [MS_CLOSE_ERROR] = "error",       [MS_CLOSE_SHUTDOWN] = "shutdown",
+    [MS_CLOSE_QUIT] = "quit",   [MS_CLOSE_PEER] = "peer-closed", [MS_CLOSE_TIMEOUT] = "timeout",
+    [MS_CLOSE_FAULT] = "fault", [MS_CLOSE_ERROR] = "error",      [MS_CLOSE_SHUTDOWN] = "shutdown",
     [MS_CLOSE_LIMIT] = "limit",
 };
 
@@ -83,9 +82,9 @@ server_msg_json(const struct ms_msg *m)
                         m->auth_user ? ms_json_bytes(m->auth_user, strlen(m->auth_user))
                                      : json_null());
     json_object_set_new(o, "tls", json_boolean(m->tls));
-    json_object_set_new(o, "tls_client", m->tls_client
-                                             ? ms_json_bytes(m->tls_client, strlen(m->tls_client))
-                                             : json_null());
+    json_object_set_new(o, "tls_client",
+                        m->tls_client ? ms_json_bytes(m->tls_client, strlen(m->tls_client))
+                                      : json_null());
     json_object_set_new(o, "size", json_integer((json_int_t)m->blob->len));
     json_object_set_new(o, "received_ms", json_integer(m->received_ms));
     return o;
@@ -143,8 +142,8 @@ server_deliver(struct ms_server *srv, struct ms_msg *m)
             continue;
         struct ms_account *acc = ms_store_account(srv->store, u->name, 1);
         struct ms_mailbox *inbox = ms_store_mailbox(acc, "INBOX");
-        ms_store_append(inbox, ms_blob_ref(m->blob), MS_FLAG_RECENT, NULL, 0,
-                        m->received_ms / 1000, 0);
+        ms_store_append(inbox, ms_blob_ref(m->blob), MS_FLAG_RECENT, NULL, 0, m->received_ms / 1000,
+                        0);
         json_array_append_new(users, json_string(u->name));
     }
     return users;
@@ -659,13 +658,13 @@ static void
 server_retire(struct ms_server *srv)
 {
     if (srv->sc) {
-        srv->retired_sc = ms_realloc(srv->retired_sc,
-                                     (srv->n_retired_sc + 1) * sizeof *srv->retired_sc);
+        srv->retired_sc =
+            ms_realloc(srv->retired_sc, (srv->n_retired_sc + 1) * sizeof *srv->retired_sc);
         srv->retired_sc[srv->n_retired_sc++] = srv->sc;
     }
     if (srv->store) {
-        srv->retired_st = ms_realloc(srv->retired_st,
-                                     (srv->n_retired_st + 1) * sizeof *srv->retired_st);
+        srv->retired_st =
+            ms_realloc(srv->retired_st, (srv->n_retired_st + 1) * sizeof *srv->retired_st);
         srv->retired_st[srv->n_retired_st++] = srv->store;
     }
     srv->sc = NULL;
@@ -695,8 +694,8 @@ ms_server_reload(struct ms_server *srv, struct mocksrv_error *err)
     if (srv->scenario_path)
         rc = ms_scenario_load_file(srv->scenario_path, &sc, err);
     else if (srv->scenario_text)
-        rc = ms_scenario_load_string(srv->scenario_text, srv->scenario_len, srv->scenario_name,
-                                     ".", &sc, err);
+        rc = ms_scenario_load_string(srv->scenario_text, srv->scenario_len, srv->scenario_name, ".",
+                                     &sc, err);
     else
         rc = ms_scenario_load_default(&sc, err);
     if (rc != MOCKSRV_OK)

@@ -28,8 +28,8 @@ struct ms_listener {
     char *name;
     enum ms_proto protocol;
     enum ms_tls_mode tls;
-    char *host;  /* as configured or overridden */
-    int port;    /* asked for (0 = ephemeral), then the bound port */
+    char *host; /* as configured or overridden */
+    int port;   /* asked for (0 = ephemeral), then the bound port */
     int fd;
     struct ms_io *watch;
     unsigned sessions; /* accepted on this listener */
@@ -54,7 +54,7 @@ struct ms_session {
     struct ms_coro *co;
     char peer[64];
     enum ms_close_reason close_reason;
-    int closing;      /* the server is stopping: end at the next read */
+    int closing; /* the server is stopping: end at the next read */
     unsigned bad_commands;
     int tls;          /* the connection is encrypted */
     char *tls_client; /* subject of the client certificate, or NULL */
@@ -75,9 +75,9 @@ struct ms_msg {
     size_t rcpt_count;
     char *auth_user;
     int tls;
-    char *tls_client;      /* client certificate subject, or NULL */
+    char *tls_client; /* client certificate subject, or NULL */
     int64_t received_ms;
-    struct ms_blob *blob;  /* the exact bytes, shared with the recipients' INBOXes */
+    struct ms_blob *blob; /* the exact bytes, shared with the recipients' INBOXes */
     char *spool_path;
 };
 
@@ -90,9 +90,9 @@ struct ms_listen_override {
 struct ms_server {
     /* configuration, fixed once bound (the scenario and store are replaced by a reload) */
     struct ms_scenario *sc;
-    struct ms_store *store;      /* built from sc at bind and at each reload */
-    char *scenario_path;         /* file the scenario came from, for reloads (NULL: not a file) */
-    char *scenario_text;         /* or the string it came from */
+    struct ms_store *store; /* built from sc at bind and at each reload */
+    char *scenario_path;    /* file the scenario came from, for reloads (NULL: not a file) */
+    char *scenario_text;    /* or the string it came from */
     size_t scenario_len;
     char *scenario_name;
     /* replaced scenarios and stores: sessions may still point into them, so they live until
@@ -106,9 +106,9 @@ struct ms_server {
     uint64_t seed;
     int seed_set;
     char *spool_dir;
-    char *cert_file;             /* --cert / mocksrv_set_cert: override tls.cert */
+    char *cert_file; /* --cert / mocksrv_set_cert: override tls.cert */
     char *key_file;
-    char *ca_out;                /* --ca-out: where the generated CA goes */
+    char *ca_out; /* --ca-out: where the generated CA goes */
     unsigned exit_after;
     int64_t idle_exit_ms;
     struct ms_listen_override *overrides;
@@ -117,19 +117,19 @@ struct ms_server {
     /* runtime, loop thread only */
     struct ms_loop *loop;
     struct ms_events events;
-    struct ms_tls_ctx *tls_ctx;  /* when a listener uses TLS */
+    struct ms_tls_ctx *tls_ctx; /* when a listener uses TLS */
     struct ms_listener *listeners;
     size_t n_listeners;
     struct ms_session *sessions; /* open sessions, newest first */
     unsigned n_open;
     unsigned n_accepted;
     unsigned n_ended;
-    int64_t last_activity;       /* ms_now() when the last session ended (for idle exit) */
+    int64_t last_activity; /* ms_now() when the last session ended (for idle exit) */
     uint64_t idle_timer;
     int bound;
     int stopping;
     int stopped;
-    int request_fd;              /* eventfd: requests from other threads */
+    int request_fd; /* eventfd: requests from other threads */
     struct ms_io *request_watch;
     char *ready_json;
 
@@ -139,7 +139,7 @@ struct ms_server {
     struct ms_msg **msgs;
     size_t n_msgs;
     size_t cap_msgs;
-    unsigned next_msg_id;        /* loop thread only */
+    unsigned next_msg_id; /* loop thread only */
 
     /* thread mode */
     pthread_t thread;

@@ -89,8 +89,7 @@ ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial, const 
     *user_r = NULL;
     *rc_r = MOCKSRV_OK;
 
-    enum ms_sasl_result r =
-        ms_sasl_step(sasl, initial, initial ? strlen(initial) : 0, &challenge);
+    enum ms_sasl_result r = ms_sasl_step(sasl, initial, initial ? strlen(initial) : 0, &challenge);
     while (r == MS_SASL_CONTINUE) {
         session_challenge(s, prefix, challenge);
         if (!session_sasl_read(s, line_limit, &line, rc_r)) {
@@ -165,10 +164,10 @@ ms_session_starttls(struct ms_session *s)
             ms_session_emit(s, ev);
         }
         ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS handshake failed", 20);
-        s->close_reason = rc == MOCKSRV_ETIMEDOUT ? MS_CLOSE_TIMEOUT
-                          : rc == MOCKSRV_ECLOSED ? MS_CLOSE_PEER
+        s->close_reason = rc == MOCKSRV_ETIMEDOUT   ? MS_CLOSE_TIMEOUT
+                          : rc == MOCKSRV_ECLOSED   ? MS_CLOSE_PEER
                           : rc == MOCKSRV_ECANCELED ? MS_CLOSE_SHUTDOWN
-                                                  : MS_CLOSE_ERROR;
+                                                    : MS_CLOSE_ERROR;
         return rc;
     }
     s->tls = 1;
@@ -179,8 +178,8 @@ ms_session_starttls(struct ms_session *s)
         json_t *ev = ms_session_event(s, "tls.done");
         json_object_set_new(ev, "version", json_string(ms_tls_version(s->conn.tls)));
         json_object_set_new(ev, "cipher", json_string(ms_tls_cipher(s->conn.tls)));
-        json_object_set_new(ev, "client", subject ? ms_json_bytes(subject, strlen(subject))
-                                                  : json_null());
+        json_object_set_new(ev, "client",
+                            subject ? ms_json_bytes(subject, strlen(subject)) : json_null());
         ms_session_emit(s, ev);
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS established", 15);

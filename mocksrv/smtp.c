@@ -28,7 +28,7 @@
 #define SMTP_AUTH_LINE_MAX (12288 + 2) /* RFC 4954 section 4 */
 
 struct smtp_txn {
-    int active;          /* MAIL accepted */
+    int active; /* MAIL accepted */
     char *mail_from;
     char *mail_params;
     char **rcpt_to;
@@ -37,7 +37,7 @@ struct smtp_txn {
     size_t rcpt_cap;
     int smtputf8;
     /* BDAT (RFC 3030) */
-    int bdat;            /* a BDAT chunk was received in this transaction */
+    int bdat; /* a BDAT chunk was received in this transaction */
     int bdat_too_big;
     struct ms_buf body;
 };
@@ -48,9 +48,9 @@ struct smtp {
     const struct ms_scenario *sc;
     struct ms_conn *c;
     int lmtp;
-    char *helo;          /* argument of the last EHLO/HELO/LHLO, or NULL */
-    int ehlo;            /* the session used EHLO/LHLO: extensions apply */
-    int done;            /* QUIT, fatal error or limit: leave the loop */
+    char *helo; /* argument of the last EHLO/HELO/LHLO, or NULL */
+    int ehlo;   /* the session used EHLO/LHLO: extensions apply */
+    int done;   /* QUIT, fatal error or limit: leave the loop */
     struct smtp_txn txn;
     struct ms_buf reply; /* the reply being composed */
 };
@@ -74,7 +74,7 @@ smtp_send(struct smtp *sm)
 /* Composes one reply line "CODE[-| ]ESC text". The enhanced status code (RFC 2034) is included
  * only when advertised and the client used EHLO. */
 static void MS_PRINTF(5, 0)
-smtp_vline(struct smtp *sm, int code, int last, const char *esc, const char *fmt, va_list ap)
+    smtp_vline(struct smtp *sm, int code, int last, const char *esc, const char *fmt, va_list ap)
 {
     ms_buf_printf(&sm->reply, "%03d%c", code, last ? ' ' : '-');
     if (esc && sm->ehlo && smtp_has(sm, MS_EXT_ENHANCEDSTATUSCODES))
@@ -84,7 +84,7 @@ smtp_vline(struct smtp *sm, int code, int last, const char *esc, const char *fmt
 }
 
 static void MS_PRINTF(4, 5)
-smtp_reply(struct smtp *sm, int code, const char *esc, const char *fmt, ...)
+    smtp_reply(struct smtp *sm, int code, const char *esc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -96,7 +96,7 @@ smtp_reply(struct smtp *sm, int code, const char *esc, const char *fmt, ...)
 /* A reply that counts as a client error (RFC 5321 4.3.2); past limits.bad_commands the server
  * gives up with 421 as Postfix does. */
 static void MS_PRINTF(4, 5)
-smtp_error(struct smtp *sm, int code, const char *esc, const char *fmt, ...)
+    smtp_error(struct smtp *sm, int code, const char *esc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -182,8 +182,8 @@ smtp_finish_message(struct smtp *sm, struct ms_buf *data, int too_big)
             smtp_reply(sm, 451, "4.3.0", "%s%s%sError: queue file write error", who ? "<" : "",
                        who ? who : "", who ? "> " : "");
         else
-            smtp_reply(sm, 250, "2.0.0", "%s%s%sOk: queued as %06u", who ? "<" : "",
-                       who ? who : "", who ? "> " : "", id);
+            smtp_reply(sm, 250, "2.0.0", "%s%s%sOk: queued as %06u", who ? "<" : "", who ? who : "",
+                       who ? "> " : "", id);
     }
     if (rcpts) {
         for (size_t i = 0; i < nrcpt; i++)
@@ -567,8 +567,7 @@ smtp_cmd_rcpt(struct smtp *sm, const char *verb, const char *args)
     if (t->rcpt_count == t->rcpt_cap) {
         size_t cap = t->rcpt_cap;
         ms_grow((void **)&t->rcpt_to, &cap, t->rcpt_count + 1, sizeof *t->rcpt_to);
-        ms_grow((void **)&t->rcpt_params, &t->rcpt_cap, t->rcpt_count + 1,
-                sizeof *t->rcpt_params);
+        ms_grow((void **)&t->rcpt_params, &t->rcpt_cap, t->rcpt_count + 1, sizeof *t->rcpt_params);
     }
     t->rcpt_to[t->rcpt_count] = path;
     t->rcpt_params[t->rcpt_count] = params;
@@ -680,8 +679,8 @@ smtp_cmd_bdat(struct smtp *sm, const char *verb, const char *args)
     int keep = ready && !t->bdat_too_big && size <= max - t->body.len;
     if (ready && !keep)
         t->bdat_too_big = 1;
-    int rc = ms_conn_read_n(sm->c, (size_t)size, keep ? &t->body : NULL,
-                            ms_session_deadline(sm->s));
+    int rc =
+        ms_conn_read_n(sm->c, (size_t)size, keep ? &t->body : NULL, ms_session_deadline(sm->s));
     if (rc != MOCKSRV_OK) {
         smtp_transport_end(sm, rc);
         return;
@@ -947,8 +946,8 @@ ms_smtp_session(struct ms_session *s)
 
     while (!sm.done) {
         struct ms_line line;
-        int rc = ms_conn_read_line(sm.c, sc->limits.smtp_line_length, ms_session_deadline(s),
-                                   &line);
+        int rc =
+            ms_conn_read_line(sm.c, sc->limits.smtp_line_length, ms_session_deadline(s), &line);
         if (rc == MOCKSRV_ETOOLONG) {
             ms_session_command_event(s, "", 0);
             smtp_error(&sm, 500, "5.5.2", "Error: line too long");

@@ -54,9 +54,9 @@ static const struct {
     unsigned bit;
     const char *name;
 } store_flags[] = {
-    {MS_FLAG_SEEN, "\\Seen"},         {MS_FLAG_ANSWERED, "\\Answered"},
-    {MS_FLAG_FLAGGED, "\\Flagged"},   {MS_FLAG_DELETED, "\\Deleted"},
-    {MS_FLAG_DRAFT, "\\Draft"},       {MS_FLAG_RECENT, "\\Recent"},
+    {MS_FLAG_SEEN, "\\Seen"},       {MS_FLAG_ANSWERED, "\\Answered"},
+    {MS_FLAG_FLAGGED, "\\Flagged"}, {MS_FLAG_DELETED, "\\Deleted"},
+    {MS_FLAG_DRAFT, "\\Draft"},     {MS_FLAG_RECENT, "\\Recent"},
 };
 
 unsigned
@@ -331,8 +331,8 @@ store_mix(uint64_t x)
 }
 
 static int
-store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc, const struct ms_message_conf *mc,
-               uint64_t gen_seed, struct mocksrv_error *err)
+store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc,
+               const struct ms_message_conf *mc, uint64_t gen_seed, struct mocksrv_error *err)
 {
     const char *const *kw = (const char *const *)mc->keywords;
     if (mc->source != MS_MSG_GENERATE) {
@@ -362,8 +362,8 @@ bad_uid:
         snprintf(err->file, sizeof err->file, "%s", sc->path);
     }
     return ms_error_set(err, MOCKSRV_ESCENARIO,
-                        "%s:%d:%d: mailbox %s: uid %u is not above the UIDs already used",
-                        sc->path, mc->pos.line, mc->pos.column, mb->name, mc->uid);
+                        "%s:%d:%d: mailbox %s: uid %u is not above the UIDs already used", sc->path,
+                        mc->pos.line, mc->pos.column, mb->name, mc->uid);
 }
 
 int
@@ -387,8 +387,8 @@ ms_store_load_scenario(const struct ms_scenario *sc, uint64_t seed, struct ms_st
             mb->special_use = mc->special_use ? ms_strdup(mc->special_use) : NULL;
             mb->subscribed = mc->subscribed;
             for (size_t i = 0; i < mc->n_messages; i++) {
-                uint64_t gen_seed = store_mix(seed ^ store_mix(((uint64_t)u << 40) ^
-                                                               ((uint64_t)k << 20) ^ i));
+                uint64_t gen_seed =
+                    store_mix(seed ^ store_mix(((uint64_t)u << 40) ^ ((uint64_t)k << 20) ^ i));
                 int rc = store_add_conf(mb, sc, &mc->messages[i], gen_seed, err);
                 if (rc != MOCKSRV_OK) {
                     ms_store_destroy(&st);

@@ -58,13 +58,13 @@ unsigned ms_flag_from_name(const char *name);
 const char *ms_flag_name(unsigned flag);
 
 struct ms_message {
-    struct ms_blob *blob;   /* one reference held */
+    struct ms_blob *blob; /* one reference held */
     uint32_t uid;
-    unsigned flags;         /* MS_FLAG_* */
-    char **keywords;        /* other flags, as given ("$Label1", "NonJunk") */
+    unsigned flags;  /* MS_FLAG_* */
+    char **keywords; /* other flags, as given ("$Label1", "NonJunk") */
     size_t n_keywords;
-    int64_t internaldate;   /* seconds since the epoch, UTC */
-    uint64_t modseq;        /* change-log sequence of the last change to this message */
+    int64_t internaldate; /* seconds since the epoch, UTC */
+    uint64_t modseq;      /* change-log sequence of the last change to this message */
 };
 
 /* 1 when the message has the keyword (case-insensitive, RFC 3501 flags are). */
@@ -87,7 +87,7 @@ struct ms_mailbox {
     char *name;
     uint32_t uidvalidity;
     uint32_t uidnext;
-    char *special_use;      /* "\Sent" ..., or NULL */
+    char *special_use; /* "\Sent" ..., or NULL */
     int subscribed;
 
     struct ms_message **msgs; /* ascending UID */
@@ -97,7 +97,7 @@ struct ms_mailbox {
     struct ms_change *log;
     size_t n_log;
     size_t cap_log;
-    uint64_t seq;           /* last sequence number used (0: nothing happened yet) */
+    uint64_t seq; /* last sequence number used (0: nothing happened yet) */
 };
 
 struct ms_account {
@@ -105,7 +105,7 @@ struct ms_account {
     struct ms_mailbox **mailboxes; /* in creation order; INBOX always exists */
     size_t n_mailboxes;
     size_t cap_mailboxes;
-    int pop3_locked;        /* a POP3 session holds the maildrop (RFC 1939 section 8) */
+    int pop3_locked; /* a POP3 session holds the maildrop (RFC 1939 section 8) */
 };
 
 struct ms_store {
@@ -142,8 +142,7 @@ void ms_store_set_flags(struct ms_mailbox *mb, struct ms_message *m, unsigned fl
                         const char *const *keywords, size_t n_keywords);
 /* Changes since sequence `since`: returns a pointer into the log and the count (borrowed until
  * the next change to this mailbox). */
-const struct ms_change *ms_store_changes(const struct ms_mailbox *mb, uint64_t since,
-                                         size_t *n_r);
+const struct ms_change *ms_store_changes(const struct ms_mailbox *mb, uint64_t since, size_t *n_r);
 
 /* Total size in bytes of the mailbox's messages. */
 uint64_t ms_store_mailbox_size(const struct ms_mailbox *mb);

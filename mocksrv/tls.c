@@ -33,9 +33,9 @@
 #include <openssl/x509v3.h>
 
 struct ms_tls_ctx {
-    SSL_CTX *ssl_ctx;  /* built at create with --cert, else at the first handshake */
-    char *ca_file;     /* generated CA, or NULL */
-    char *ca_dir;      /* our private temporary directory, removed at destroy (or NULL) */
+    SSL_CTX *ssl_ctx; /* built at create with --cert, else at the first handshake */
+    char *ca_file;    /* generated CA, or NULL */
+    char *ca_dir;     /* our private temporary directory, removed at destroy (or NULL) */
     /* the generated certificate until the SSL_CTX takes it */
     X509 *cert;
     EVP_PKEY *key;
@@ -137,8 +137,7 @@ tls_san(const char *hostname, char *out, size_t n)
                  strcmp(hostname, "127.0.0.1") != 0 && strcmp(hostname, "::1") != 0 &&
                  strcspn(hostname, ", :\"") == strlen(hostname);
     if (usable || (is_ip && strcmp(hostname, "127.0.0.1") != 0 && strcmp(hostname, "::1") != 0))
-        snprintf(out, n, "%s:%s,DNS:localhost,IP:127.0.0.1,IP:::1", is_ip ? "IP" : "DNS",
-                 hostname);
+        snprintf(out, n, "%s:%s,DNS:localhost,IP:127.0.0.1,IP:::1", is_ip ? "IP" : "DNS", hostname);
     else
         snprintf(out, n, "DNS:localhost,IP:127.0.0.1,IP:::1");
 }
@@ -204,8 +203,8 @@ tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mo
         const char *tmp = getenv("TMPDIR");
         char *dir = ms_asprintf("%s/mocksrv-%d-XXXXXX", tmp && *tmp ? tmp : "/tmp", getpid());
         if (!mkdtemp(dir)) {
-            rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s",
-                              dir, strerror(errno));
+            rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s", dir,
+                              strerror(errno));
             free(dir);
             goto out;
         }

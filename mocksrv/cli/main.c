@@ -98,8 +98,7 @@ cli_usage(FILE *out)
           out);
 }
 
-static int __attribute__((format(printf, 1, 2)))
-cli_fail_usage(const char *fmt, ...)
+static int __attribute__((format(printf, 1, 2))) cli_fail_usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -141,16 +140,26 @@ static int
 cli_parse(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'L'},  {"ephemeral", no_argument, NULL, 'E'},
-        {"bind", required_argument, NULL, 'B'},    {"ready-fd", required_argument, NULL, 'R'},
-        {"ready-file", required_argument, NULL, 'F'}, {"events", required_argument, NULL, 'e'},
-        {"spool", required_argument, NULL, 's'},   {"seed", required_argument, NULL, 'S'},
-        {"verbose", no_argument, NULL, 'v'},       {"quiet", no_argument, NULL, 'q'},
-        {"check", no_argument, NULL, 'C'},         {"exit-after", required_argument, NULL, 'X'},
-        {"idle-exit", required_argument, NULL, 'I'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {"state-out", required_argument, NULL, 'O'},
-        {"cert", required_argument, NULL, 'c'},    {"key", required_argument, NULL, 'k'},
-        {"ca-out", required_argument, NULL, 'a'},  {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'L'},
+        {"ephemeral", no_argument, NULL, 'E'},
+        {"bind", required_argument, NULL, 'B'},
+        {"ready-fd", required_argument, NULL, 'R'},
+        {"ready-file", required_argument, NULL, 'F'},
+        {"events", required_argument, NULL, 'e'},
+        {"spool", required_argument, NULL, 's'},
+        {"seed", required_argument, NULL, 'S'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"check", no_argument, NULL, 'C'},
+        {"exit-after", required_argument, NULL, 'X'},
+        {"idle-exit", required_argument, NULL, 'I'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"state-out", required_argument, NULL, 'O'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"ca-out", required_argument, NULL, 'a'},
+        {NULL, 0, NULL, 0},
     };
     /* Split at "--" ourselves: everything after it is CMD, untouched by getopt. */
     int nopt = argc;
@@ -317,7 +326,8 @@ cli_spawn(const struct cli *cli, const char *ready_json)
     json_t *ls = json_object_get(ready, "listeners");
     size_t i;
     json_t *l;
-    json_array_foreach(ls, i, l) {
+    json_array_foreach(ls, i, l)
+    {
         char name[128];
         snprintf(name, sizeof name, "%s", json_string_value(json_object_get(l, "name")));
         for (char *p = name; *p; p++)
@@ -326,7 +336,8 @@ cli_spawn(const struct cli *cli, const char *ready_json)
         snprintf(key, sizeof key, "MOCKSRV_%s_HOST", name);
         setenv(key, json_string_value(json_object_get(l, "host")), 1);
         snprintf(key, sizeof key, "MOCKSRV_%s_PORT", name);
-        snprintf(val, sizeof val, "%lld", (long long)json_integer_value(json_object_get(l, "port")));
+        snprintf(val, sizeof val, "%lld",
+                 (long long)json_integer_value(json_object_get(l, "port")));
         setenv(key, val, 1);
     }
     if (cli->spool)

@@ -33,21 +33,21 @@ extern "C" {
 #endif
 
 /* Error codes: X(name, value, text). MOCKSRV_OK is 0; errors are negative. */
-#define MOCKSRV_ERRORS(X)                                               \
-    X(MOCKSRV_OK, 0, "success")                                         \
-    X(MOCKSRV_EINVAL, -1, "invalid argument")                           \
-    X(MOCKSRV_ENOMEM, -2, "out of memory")                              \
-    X(MOCKSRV_EIO, -3, "input/output error")                            \
-    X(MOCKSRV_ETIMEDOUT, -4, "timed out")                               \
-    X(MOCKSRV_ECLOSED, -5, "connection closed by peer")                 \
-    X(MOCKSRV_ETOOLONG, -6, "line or data too long")                    \
-    X(MOCKSRV_ESCENARIO, -7, "scenario error")                          \
-    X(MOCKSRV_EBIND, -8, "cannot bind or listen")                       \
-    X(MOCKSRV_ESTATE, -9, "not allowed in the current state")           \
-    X(MOCKSRV_ENOTFOUND, -10, "not found")                              \
-    X(MOCKSRV_ETLS, -11, "TLS error")                                   \
-    X(MOCKSRV_ECANCELED, -12, "canceled")                               \
-    X(MOCKSRV_EUNSUPPORTED, -13, "not supported")                       \
+#define MOCKSRV_ERRORS(X)                                                                          \
+    X(MOCKSRV_OK, 0, "success")                                                                    \
+    X(MOCKSRV_EINVAL, -1, "invalid argument")                                                      \
+    X(MOCKSRV_ENOMEM, -2, "out of memory")                                                         \
+    X(MOCKSRV_EIO, -3, "input/output error")                                                       \
+    X(MOCKSRV_ETIMEDOUT, -4, "timed out")                                                          \
+    X(MOCKSRV_ECLOSED, -5, "connection closed by peer")                                            \
+    X(MOCKSRV_ETOOLONG, -6, "line or data too long")                                               \
+    X(MOCKSRV_ESCENARIO, -7, "scenario error")                                                     \
+    X(MOCKSRV_EBIND, -8, "cannot bind or listen")                                                  \
+    X(MOCKSRV_ESTATE, -9, "not allowed in the current state")                                      \
+    X(MOCKSRV_ENOTFOUND, -10, "not found")                                                         \
+    X(MOCKSRV_ETLS, -11, "TLS error")                                                              \
+    X(MOCKSRV_ECANCELED, -12, "canceled")                                                          \
+    X(MOCKSRV_EUNSUPPORTED, -13, "not supported")                                                  \
     X(MOCKSRV_ESYS, -14, "system call failed")
 
 enum mocksrv_status {
@@ -63,8 +63,8 @@ MOCKSRV_API const char *mocksrv_strerror(int code);
 struct mocksrv_error {
     int code;
     char file[512];
-    int line;   /* 1-based; 0 when unknown */
-    int column; /* 1-based; 0 when unknown */
+    int line;           /* 1-based; 0 when unknown */
+    int column;         /* 1-based; 0 when unknown */
     char message[1024]; /* "file:line:column: key.path: what is wrong" for scenario errors */
 };
 
@@ -167,13 +167,13 @@ MOCKSRV_API size_t mocksrv_wait_messages(struct mocksrv *srv, size_t n, int time
 
 /* A received message: a copy owned by the caller, freed with mocksrv_message_free. */
 struct mocksrv_message {
-    unsigned id;           /* 1-based, in acceptance order; also the spool file number */
-    unsigned session;      /* session that sent it */
-    const char *listener;  /* listener name */
-    const char *helo;      /* EHLO/HELO/LHLO argument */
-    const char *mail_from; /* reverse path without < > ("" for the null sender) */
+    unsigned id;             /* 1-based, in acceptance order; also the spool file number */
+    unsigned session;        /* session that sent it */
+    const char *listener;    /* listener name */
+    const char *helo;        /* EHLO/HELO/LHLO argument */
+    const char *mail_from;   /* reverse path without < > ("" for the null sender) */
     const char *mail_params; /* MAIL FROM parameters as received (SIZE=, BODY=, RET=, ENVID= ...) */
-    const char **rcpt_to;  /* forward paths without < > */
+    const char **rcpt_to;    /* forward paths without < > */
     const char **rcpt_params; /* RCPT TO parameters as received (NOTIFY=, ORCPT= ...) */
     size_t rcpt_count;
     const char *auth_user; /* NULL when not authenticated */

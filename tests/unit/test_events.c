@@ -20,22 +20,23 @@ START_TEST(test_escape_table)
 {
     static const struct escape_case cases[] = {
         {"plain", 5, "plain"},
-        {"caf\xc3\xa9", 5, "caf\xc3\xa9"},                     /* valid 2-byte */
-        {"\xe2\x82\xac", 3, "\xe2\x82\xac"},                   /* euro sign */
-        {"\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"},           /* emoji */
-        {"a\xff" "b", 3, "a\\xFFb"},                           /* invalid byte */
-        {"\xc3", 1, "\\xC3"},                                  /* truncated sequence */
-        {"\xc0\xaf", 2, "\\xC0\\xAF"},                         /* overlong */
-        {"\xed\xa0\x80", 3, "\\xED\\xA0\\x80"},                /* surrogate */
-        {"\xf4\x90\x80\x80", 4, "\\xF4\\x90\\x80\\x80"},       /* above U+10FFFF */
-        {"x\0y", 3, "x\\x00y"},                                /* NUL */
+        {"caf\xc3\xa9", 5, "caf\xc3\xa9"},           /* valid 2-byte */
+        {"\xe2\x82\xac", 3, "\xe2\x82\xac"},         /* euro sign */
+        {"\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"}, /* emoji */
+        {"a\xff"
+         "b",
+         3, "a\\xFFb"},                                  /* invalid byte */
+        {"\xc3", 1, "\\xC3"},                            /* truncated sequence */
+        {"\xc0\xaf", 2, "\\xC0\\xAF"},                   /* overlong */
+        {"\xed\xa0\x80", 3, "\\xED\\xA0\\x80"},          /* surrogate */
+        {"\xf4\x90\x80\x80", 4, "\\xF4\\x90\\x80\\x80"}, /* above U+10FFFF */
+        {"x\0y", 3, "x\\x00y"},                          /* NUL */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct ms_buf b = {0};
         ms_utf8_escape(&b, cases[i].in, cases[i].len);
         ck_assert_msg(b.len == strlen(cases[i].want) && memcmp(b.data, cases[i].want, b.len) == 0,
-                      "case %zu: got \"%s\", want \"%s\"", i, b.data ? b.data : "",
-                      cases[i].want);
+                      "case %zu: got \"%s\", want \"%s\"", i, b.data ? b.data : "", cases[i].want);
         ms_buf_fini(&b);
     }
 }

@@ -18,21 +18,20 @@
 
 #include "mocksrv.h"
 
-static const char scenario[] =
-    "version: 1\n"
-    "seed: 7\n"
-    "hostname: mx.test\n"
-    "listeners:\n"
-    "  smtp: { protocol: smtp, port: 0 }\n"
-    "  lmtp: { protocol: lmtp, port: 0 }\n"
-    "  strict: { protocol: smtp, port: 0 }\n"
-    "smtp:\n"
-    "  max_size: 1KiB\n"
-    "users:\n"
-    "  alice: { password: secret, addresses: [alice@mx.test] }\n"
-    "  bob: { password: hunter2 }\n"
-    "limits:\n"
-    "  bad_commands: 50\n";
+static const char scenario[] = "version: 1\n"
+                               "seed: 7\n"
+                               "hostname: mx.test\n"
+                               "listeners:\n"
+                               "  smtp: { protocol: smtp, port: 0 }\n"
+                               "  lmtp: { protocol: lmtp, port: 0 }\n"
+                               "  strict: { protocol: smtp, port: 0 }\n"
+                               "smtp:\n"
+                               "  max_size: 1KiB\n"
+                               "users:\n"
+                               "  alice: { password: secret, addresses: [alice@mx.test] }\n"
+                               "  bob: { password: hunter2 }\n"
+                               "limits:\n"
+                               "  bad_commands: 50\n";
 
 struct reader {
     int fd;
@@ -109,8 +108,8 @@ play(struct mocksrv *srv, const char *path)
             blen += tl + 2;
             continue;
         }
-        ck_assert_msg(strncmp(line, "S: ", 3) == 0, "%s:%d: line must start with C: or S:",
-                      path, lineno);
+        ck_assert_msg(strncmp(line, "S: ", 3) == 0, "%s:%d: line must start with C: or S:", path,
+                      lineno);
         if (blen) {
             ck_assert_int_eq(write(r.fd, batch, blen), (ssize_t)blen);
             blen = 0;

@@ -102,8 +102,8 @@ handshake(struct client *c, struct ms_tls *s, size_t split)
 static struct ms_tls_ctx *
 generated_ctx(const char *hostname, int min_version, const char *client_ca)
 {
-    struct ms_tls_options opt = {.hostname = hostname, .min_version = min_version,
-                                 .client_ca = client_ca};
+    struct ms_tls_options opt = {
+        .hostname = hostname, .min_version = min_version, .client_ca = client_ca};
     struct ms_tls_ctx *ctx = NULL;
     struct mocksrv_error err = {0};
     int rc = ms_tls_ctx_create(&opt, &ctx, &err);
