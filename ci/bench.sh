@@ -96,6 +96,7 @@ for b in bench_spawn:150 bench_throughput:300 bench_idle_memory:200; do
     fi
 done
 echo "== bench_pop3"; if ! timeout 300 "$py" tests/bench/bench_pop3.py; then echo "ci/bench.sh: bench_pop3 failed" >&2; printf '## bench_pop3\n\nFAILED (see the console output).\n\n' >>"$BENCH_RESULTS"; status=1; fi
+echo "== bench_tls"; if ! { cmake --build "$build" -j "$(nproc)" --target bench_tls_client && BENCH_TLS_CLIENT="$PWD/$build/tests/bench_tls_client" timeout 300 "$py" tests/bench/bench_tls.py; }; then echo "ci/bench.sh: bench_tls failed" >&2; printf '## bench_tls\n\nFAILED (see the console output).\n\n' >>"$BENCH_RESULTS"; status=1; fi
 
 echo
 echo "== summary ($BENCH_RESULTS)"

@@ -63,7 +63,8 @@ cli_on_signal(int sig)
         cli_got_hup = 1;
     else
         cli_got_stop = 1;
-    mocksrv_interrupt(cli_srv);
+    if (cli_srv)
+        mocksrv_interrupt(cli_srv);
     errno = saved;
 }
 
@@ -473,6 +474,11 @@ main(int argc, char **argv)
     else
         status = unmet < 0 ? EXIT_RUNTIME : unmet > 0 ? EXIT_EXPECT : 0;
 out:
+    /* The server is about to be freed: a late signal (a second SIGTERM) must not reach it. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    cli_srv = NULL;
     mocksrv_free(srv);
     free(cli.listen);
     return status;

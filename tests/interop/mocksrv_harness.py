@@ -14,8 +14,11 @@ Invariants: every wait is bounded in time; nothing sleeps to synchronise (waits 
 with a deadline); only 127.0.0.1 is used; only the process this module started is signalled.
 
 Environment: MOCKSRV_BIN (the binary; default: ../../build/mocksrv from this file),
-MOCKSRV_FIXTURES (default: ../../fixtures), MOCKSRV_KEEP=1 keeps the temporary directories.
+MOCKSRV_FIXTURES (default: ../../fixtures), MOCKSRV_KEEP=1 keeps the temporary directories,
+MOCKSRV_CERTS (the fixed test certificates the build makes with certs/gen.sh; default: certs/
+next to the binary, else certs/gen.sh is run once into a temporary directory).
 """
+import atexit
 import json
 import os
 import re
@@ -23,6 +26,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -63,6 +67,48 @@ def mail(name):
     """Bytes of fixtures/mail/NAME."""
     with open(os.path.join(fixtures(), "mail", name), "rb") as f:
         return f.read()
+
+
+_certs_tmp = None
+
+
+def certs():
+    """The directory of the fixed test certificates (ca.pem, server.pem/.key, client.pem/.key ...,
+    see certs/gen.sh): MOCKSRV_CERTS when set, else certs/ beside the binary, else made once per
+    test process by running certs/gen.sh into a temporary directory (removed at exit)."""
+    global _certs_tmp
+    env = os.environ.get("MOCKSRV_CERTS")
+    if env:
+        if not os.path.exists(os.path.join(env, "ca.pem")):
+            raise MocksrvError("MOCKSRV_CERTS=%s has no ca.pem" % env)
+        return env
+    beside = os.path.join(os.path.dirname(os.path.abspath(binary())), "certs")
+    if os.path.exists(os.path.join(beside, "ca.pem")):
+        return beside
+    if _certs_tmp is None:
+        tmp = tempfile.mkdtemp(prefix="mocksrv-certs-")
+        atexit.register(shutil.rmtree, tmp, True)
+        r = subprocess.run(["sh", os.path.join(ROOT, "certs", "gen.sh"), tmp],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise MocksrvError("certs/gen.sh failed: %s" % r.stderr.decode("utf-8", "replace"))
+        _certs_tmp = tmp
+    return _certs_tmp
+
+
+def cert(name):
+    """Path of NAME (e.g. "server.pem", "client.key") in certs()."""
+    return os.path.join(certs(), name)
+
+
+def client_context(cafile, certfile=None, keyfile=None, hostname_check=True):
+    """A verifying TLS client context (chain against cafile, host name unless told not to),
+    optionally presenting a client certificate."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = hostname_check
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx
 
 
 def crlf(data):
@@ -290,6 +336,16 @@ class Mocksrv:
     def port(self, name="smtp"):
         return self.listener(name)["port"]
 
+    def addr(self, name="smtp"):
+        """(host, port) of a listener as the ready line gives it (e.g. "::1" for an IPv6 one)."""
+        l = self.listener(name)
+        return l["host"], l["port"]
+
+    @property
+    def ca_file(self):
+        """The ready line's ca_file: the generated CA, or None."""
+        return self.ready.get("ca_file")
+
     # ---- outputs ----
 
     def stderr_text(self):
@@ -365,11 +421,26 @@ def parse_event_lines(data):
 class RawSmtp:
     """A raw SMTP/LMTP client over a socket: send bytes, read whole replies with a deadline."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT, read_greeting=True):
+    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT, read_greeting=True,
+                 tls=None, server_hostname=None):
+        """tls: an ssl.SSLContext for implicit TLS (the handshake happens before the greeting)."""
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        if tls is not None:
+            self.start_tls(tls, server_hostname or host)
         self.greeting = self.reply() if read_greeting else None
+
+    def start_tls(self, context, server_hostname=None, **kw):
+        """TLS handshake on this connection (after STARTTLS/STLS got its go-ahead), with a
+        deadline. Fails if the server sent plaintext beyond the reply already read: nothing may
+        follow the go-ahead before the handshake. Extra keywords go to wrap_socket."""
+        if self.buf:
+            raise AssertionError("plaintext after the go-ahead, before the handshake: %r"
+                                 % self.buf)
+        self.sock.settimeout(self.timeout)
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname, **kw)
+        return self.sock
 
     def close(self):
         self.sock.close()
@@ -442,6 +513,8 @@ class RawSmtp:
             try:
                 chunk = self.sock.recv(65536)
             except socket.timeout:
+                continue
+            except ssl.SSLWantReadError:
                 continue
             except ConnectionResetError:
                 return rest
