@@ -198,12 +198,23 @@ main(int argc, char **argv)
     const char *cafile = NULL;
     while ((opt = getopt(argc, argv, "p:t:c:A:g:")) != -1) {
         switch (opt) {
-        case 'p': port = atoi(optarg); break;
-        case 't': seconds = atof(optarg); break;
-        case 'c': threads = atoi(optarg); break;
-        case 'A': cafile = optarg; break;
-        case 'g': greeting_prefix = optarg; break;
-        default: goto usage;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 't':
+            seconds = atof(optarg);
+            break;
+        case 'c':
+            threads = atoi(optarg);
+            break;
+        case 'A':
+            cafile = optarg;
+            break;
+        case 'g':
+            greeting_prefix = optarg;
+            break;
+        default:
+            goto usage;
         }
     }
     if (port <= 0 || port > 65535 || threads < 1 || threads > MAX_THREADS || !(seconds > 0) ||
