@@ -616,7 +616,8 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
     int need_tls = 0;
     for (size_t i = 0; i < srv->n_listeners; i++)
         need_tls |= srv->listeners[i].tls != MS_TLS_NONE;
-    if (need_tls && !srv->tls_ctx) {
+    /* --cert is checked even when no listener uses it: a bad file is an error at start */
+    if ((need_tls || srv->cert_file) && !srv->tls_ctx) {
         struct ms_tls_options opt = {
             .cert = srv->cert_file ? srv->cert_file : sc->tls.cert,
             .key = srv->cert_file ? srv->key_file : sc->tls.key,

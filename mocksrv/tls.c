@@ -236,6 +236,11 @@ tls_build_ssl_ctx(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt,
         return tls_fail(err, "tls.min_version");
     SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     if (opt && opt->cert) {
+        /* OpenSSL says only "system lib" for a missing file: say what the system said */
+        const char *files[] = {opt->cert, opt->key};
+        for (int i = 0; i < 2; i++)
+            if (files[i] && access(files[i], R_OK) != 0)
+                return ms_error_set(err, MOCKSRV_ETLS, "tls: %s: %s", files[i], strerror(errno));
         if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, opt->cert) != 1)
             return tls_fail(err, opt->cert);
         if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, opt->key ? opt->key : opt->cert,
