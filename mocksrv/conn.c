@@ -10,6 +10,8 @@
  */
 #include "conn.h"
 
+#include "fault.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -400,4 +402,41 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
     }
     c->bytes_out += len;
     return MOCKSRV_OK;
+}
+
+void
+ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline)
+{
+    if (c->fd < 0)
+        return;
+    if (how == MS_CLOSE_RST) {
+        /* close() with a zero linger time sends RST instead of FIN */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        ms_buf_clear(&c->out);
+        ms_io_close(&c->io);
+        close(c->fd);
+        c->fd = -1;
+        c->failed = 1;
+        return;
+    }
+    ms_conn_flush(c, deadline);
+    shutdown(c->fd, SHUT_WR);
+    if (how == MS_CLOSE_HALF)
+        return;
+    /* FIN: read and drop until the peer's EOF, so our close does not turn into a RST */
+    char sink[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            ms_co_wait_io(c->io, EPOLLIN, deadline) == MOCKSRV_OK)
+            continue;
+        break;
+    }
+    c->eof = 1;
+    c->failed = 1;
 }

@@ -107,6 +107,12 @@ int ms_conn_flush(struct ms_conn *c, int64_t deadline);
  * error (ECLOSED, ETIMEDOUT, ECANCELED, EIO) with *reason_r describing it. */
 int ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
                      const char **reason_r);
+/* Ends the connection on purpose (a fault's close): how is an enum ms_close_how of fault.h.
+ * FIN: shutdown(SHUT_WR), drain what the peer still sends (until its EOF or the deadline),
+ * close. RST: SO_LINGER {1, 0} then close, discarding unsent data. HALF: shutdown(SHUT_WR)
+ * only; reads go on. Unflushed output is sent first (except for RST). */
+void ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline);
+
 /* With TLS up: flushes, then sends a close_notify alert (best effort). */
 void ms_conn_close_notify(struct ms_conn *c, int64_t deadline);
 

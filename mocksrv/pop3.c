@@ -265,6 +265,21 @@ pop3_cmd_capa(struct pop3 *p, const char *args)
         ms_buf_puts(&p->reply, "\r\n");
     }
     ms_buf_printf(&p->reply, "IMPLEMENTATION mocksrv %s\r\n.\r\n", mocksrv_version());
+    if (p->s->pending.n_hide) {
+        /* hide (a fault): drop capabilities, e.g. STLS for a stripping test */
+        struct ms_buf kept = {0};
+        const char *q = p->reply.data, *end = q + p->reply.len;
+        for (int first = 1; q < end; first = 0) {
+            const char *eol = memchr(q, '\n', (size_t)(end - q));
+            size_t len = (size_t)(eol - q) + 1;
+            if (first || !ms_session_hidden(p->s, q, strcspn(q, " \r")))
+                ms_buf_append(&kept, q, len);
+            q += len;
+        }
+        ms_buf_clear(&p->reply);
+        ms_buf_append(&p->reply, kept.data, kept.len);
+        ms_buf_fini(&kept);
+    }
     ms_session_reply(p->s, p->reply.data, p->reply.len, 0);
     ms_buf_clear(&p->reply);
 }
@@ -643,7 +658,16 @@ pop3_dispatch(struct pop3 *p, struct ms_line *line)
                                                      : "Unknown command in TRANSACTION state.");
         return;
     }
-    cmd->fn(p, sp ? sp + 1 : "");
+    const char *args = sp ? sp + 1 : "";
+    if (ms_session_fault_command(p->s, MS_AT_COMMAND, cmd->verb, args, 0) ||
+        p->s->fault_closed) {
+        p->done = p->s->fault_closed;
+        return;
+    }
+    cmd->fn(p, args);
+    memset(&p->s->pending, 0, sizeof p->s->pending);
+    if (p->s->fault_closed)
+        p->done = 1;
 }
 
 void
@@ -661,14 +685,18 @@ ms_pop3_session(struct ms_session *s)
         s->close_reason = MS_CLOSE_LIMIT;
         goto out;
     }
-    if (sc->pop3.apop) {
+    if (sc->pop3.apop)
         /* RFC 1939 7: a timestamp unique to this greeting, reproducible from the seed */
         snprintf(p.stamp, sizeof p.stamp, "<%u.%llu@%s>", s->id,
                  (unsigned long long)(s->srv->seed % 1000000007ull), sc->hostname);
-        pop3_ok(&p, "mocksrv POP3 server ready %s", p.stamp);
-    } else {
-        pop3_ok(&p, "mocksrv POP3 server ready");
+    if (!ms_session_fault_command(s, MS_AT_GREETING, NULL, NULL, 0)) {
+        if (p.stamp[0])
+            pop3_ok(&p, "mocksrv POP3 server ready %s", p.stamp);
+        else
+            pop3_ok(&p, "mocksrv POP3 server ready");
     }
+    if (s->fault_closed)
+        goto out;
     while (!p.done) {
         struct ms_line line;
         int rc = ms_conn_read_line(p.c, sc->limits.pop3_line_length, ms_session_deadline(s), &line);

@@ -253,6 +253,9 @@ session_main(void *arg)
         ms_session_emit(s, ev);
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "connected", 9);
+    ms_fault_session_start(s);
+    if (ms_session_fault_event(s, MS_AT_ACCEPT))
+        goto done;
 
     if (s->listener->tls == MS_TLS_IMPLICIT && ms_session_starttls(s) != MOCKSRV_OK)
         goto done; /* 465/995/993 style: no greeting before the handshake */
@@ -268,8 +271,11 @@ session_main(void *arg)
         s->close_reason = MS_CLOSE_ERROR;
         break;
     }
+    if (!s->fault_closed && !s->conn.failed && ms_session_fault_event(s, MS_AT_END))
+        goto done;
     ms_conn_close_notify(&s->conn, ms_deadline_in(1000));
 done:
+    ms_fault_session_end(s);
     ms_conn_flush(&s->conn, ms_deadline_in(1000));
 
     if (ms_events_wanted(&srv->events)) {

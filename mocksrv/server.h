@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "events.h"
+#include "fault.h"
 #include "runtime.h"
 #include "scenario.h"
 #include "store.h"
@@ -58,6 +59,11 @@ struct ms_session {
     unsigned bad_commands;
     int tls;          /* the connection is encrypted */
     char *tls_client; /* subject of the client certificate, or NULL */
+    /* faults: the rules this session started with, its counters, what waits for its reply */
+    struct ms_scenario *faults_sc;
+    struct ms_fault_sess *fault;
+    struct ms_fault_actions pending;
+    int fault_closed; /* a close action ended the connection: the engine stops */
     char *auth_user;  /* authenticated user name, or NULL */
     struct ms_session *prev, *next;
 };
@@ -175,6 +181,8 @@ int64_t ms_session_deadline(struct ms_session *s);
 /* Writes a reply (one or more CRLF lines) and emits its "reply" event with at most event_lines
  * lines (0 = all; the rest counted as more_bytes: a RETR body is not copied into events). */
 void ms_session_reply(struct ms_session *s, const char *p, size_t n, size_t event_lines);
+/* The same without the pending fault actions. */
+void ms_session_reply_raw(struct ms_session *s, const char *p, size_t n, size_t event_lines);
 /* Starts TLS on the session's connection (implicit TLS at accept, or after the protocol's
  * STARTTLS go-ahead was queued): tls.start, then tls.done or tls.fail events. Returns
  * MOCKSRV_OK, or an error after which the session must end (close_reason is set). */
@@ -203,6 +211,37 @@ enum ms_sasl_outcome {
 enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial,
                                      const char *prefix, size_t line_limit,
                                      const struct ms_user **user_r, int *rc_r);
+
+/* ---- faults (fault.c, session.c) ---- */
+
+void ms_fault_run_init(struct ms_scenario *sc);
+void ms_fault_session_start(struct ms_session *s);
+void ms_fault_session_end(struct ms_session *s);
+/* The actions that fire at this event (verb upper-case or NULL; args the rest of the line;
+ * received: payload bytes so far at `data`). Emits a "fault" event per firing rule. Returns
+ * the number of rules that fired. */
+int ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const char *args,
+                uint64_t received, struct ms_fault_actions *out);
+/* 1 when some rule of the session listens at this event (saves work on hot paths). */
+int ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at);
+/* 1 when the actions replace the normal reply (reply, raw, or a bare close). */
+int ms_fault_replaces(const struct ms_fault_actions *fa);
+/* Sends the replacement output of fa (reply lines formatted for the protocol, or raw), with
+ * inject/append/delay/close around it. */
+void ms_session_fault_output(struct ms_session *s, const struct ms_fault_actions *fa,
+                             const char *tag);
+/* At accept/end: delay, send, close. Returns 1 when the connection was closed. */
+int ms_session_fault_event(struct ms_session *s, enum ms_fault_at at);
+/* The same at `data` (verb: the command the payload belongs to; received: bytes so far). */
+int ms_session_fault_event_at(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                              uint64_t received);
+/* At a greeting or command: when the rules replace the reply, sends the replacement and returns
+ * 1 (the engine must not run the command); otherwise keeps the actions for the engine's reply
+ * (ms_session_reply applies them) and returns 0. Check s->fault_closed afterwards. */
+int ms_session_fault_command(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                             const char *args, uint64_t received);
+/* 1 when keyword (an EHLO/CAPA line's first word) is hidden by the pending actions. */
+int ms_session_hidden(const struct ms_session *s, const char *keyword, size_t len);
 
 /* Protocol engines: run in the session's coroutine; return when the session is over. */
 void ms_smtp_session(struct ms_session *s);

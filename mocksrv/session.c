@@ -11,8 +11,24 @@
 #include "sasl.h"
 #include "server.h"
 
+static void session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa,
+                                const char *p, size_t n, size_t event_lines);
+
 void
 ms_session_reply(struct ms_session *s, const char *p, size_t n, size_t event_lines)
+{
+    if (s->pending.fired) {
+        /* the normal reply, with what the fault rules put around it */
+        struct ms_fault_actions fa = s->pending;
+        memset(&s->pending, 0, sizeof s->pending);
+        session_fault_write(s, &fa, p, n, event_lines);
+        return;
+    }
+    ms_session_reply_raw(s, p, n, event_lines);
+}
+
+void
+ms_session_reply_raw(struct ms_session *s, const char *p, size_t n, size_t event_lines)
 {
     ms_conn_write(&s->conn, p, n);
     if (!ms_events_wanted(&s->srv->events))
@@ -184,4 +200,131 @@ ms_session_starttls(struct ms_session *s)
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS established", 15);
     return MOCKSRV_OK;
+}
+
+/* ---- faults: carrying out the output-side actions ---- */
+
+int
+ms_fault_replaces(const struct ms_fault_actions *fa)
+{
+    /* a bare close (no content action, no cut) closes instead of replying */
+    int bare_close = fa->close_how != MS_CLOSE_NONE && fa->close_after == UINT64_MAX &&
+                     !fa->has_reply && !fa->raw && !fa->pass && !fa->inject && !fa->append;
+    return fa->has_reply || fa->raw || bare_close;
+}
+
+int
+ms_session_hidden(const struct ms_session *s, const char *keyword, size_t len)
+{
+    for (size_t i = 0; i < s->pending.n_hide; i++)
+        if (strlen(s->pending.hide[i]) == len && ms_strncaseeq(s->pending.hide[i], keyword, len))
+            return 1;
+    return 0;
+}
+
+/* Ends the connection as close.how says, after close.delay. */
+static void
+session_fault_close(struct ms_session *s, const struct ms_fault_actions *fa)
+{
+    ms_conn_flush(&s->conn, ms_deadline_in(1000));
+    if (fa->close_delay_ms > 0)
+        ms_co_sleep(fa->close_delay_ms);
+    ms_conn_shutdown(&s->conn, fa->close_how, ms_deadline_in(1000));
+    if (fa->close_how != MS_CLOSE_HALF) {
+        s->fault_closed = 1;
+        s->close_reason = MS_CLOSE_FAULT;
+    }
+}
+
+/* Writes inject + body + append, cut at close_after bytes, after the delay; then the close. */
+static void
+session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, const char *p,
+                    size_t n, size_t event_lines)
+{
+    if (fa->has_delay && fa->delay_ms > 0) {
+        /* "before the output starts": what earlier commands got leaves now, this reply later */
+        ms_conn_flush(&s->conn, ms_session_deadline(s));
+        if (ms_co_sleep(fa->delay_ms) == MOCKSRV_ECANCELED && s->closing)
+            return;
+    }
+    struct ms_buf out = {0};
+    if (fa->inject)
+        ms_buf_puts(&out, fa->inject);
+    ms_buf_append(&out, p, n);
+    if (fa->append)
+        ms_buf_puts(&out, fa->append);
+    size_t len = out.len;
+    if (fa->close_how != MS_CLOSE_NONE && fa->close_after < len)
+        len = (size_t)fa->close_after;
+    ms_session_reply_raw(s, out.data, len, event_lines);
+    ms_buf_fini(&out);
+    if (fa->close_how != MS_CLOSE_NONE)
+        session_fault_close(s, fa);
+}
+
+void
+ms_session_fault_output(struct ms_session *s, const struct ms_fault_actions *fa, const char *tag)
+{
+    struct ms_buf b = {0};
+    if (fa->raw) {
+        ms_buf_append(&b, fa->raw, fa->raw_len);
+    } else if (fa->has_reply) {
+        const struct ms_fault_reply *r = fa->reply;
+        enum ms_proto proto = s->listener->protocol;
+        for (size_t i = 0; i < r->n_lines; i++) {
+            const char *line = r->lines[i];
+            size_t len = strlen(line);
+            if (proto == MS_PROTO_IMAP && tag && strncmp(line, "* ", 2) != 0 &&
+                strncmp(line, "+ ", 2) != 0)
+                ms_buf_printf(&b, "%s ", tag);
+            ms_buf_append(&b, line, len);
+            /* SMTP continuation: every line but the last becomes "NNN-" (RFC 5321 4.2.1) */
+            if ((proto == MS_PROTO_SMTP || proto == MS_PROTO_LMTP) && i + 1 < r->n_lines &&
+                len >= 4 && b.data[b.len - len + 3] == ' ')
+                b.data[b.len - len + 3] = '-';
+            if (len < 2 || strcmp(line + len - 2, "\r\n") != 0)
+                ms_buf_puts(&b, "\r\n");
+        }
+    }
+    session_fault_write(s, fa, b.data ? b.data : "", b.len, 0);
+    ms_buf_fini(&b);
+}
+
+int
+ms_session_fault_event(struct ms_session *s, enum ms_fault_at at)
+{
+    return ms_session_fault_event_at(s, at, NULL, 0);
+}
+
+int
+ms_session_fault_event_at(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                          uint64_t received)
+{
+    struct ms_fault_actions fa;
+    if (!ms_fault_at(s, at, verb, NULL, received, &fa))
+        return 0;
+    if (fa.has_delay && fa.delay_ms > 0)
+        ms_co_sleep(fa.delay_ms);
+    if (fa.send) {
+        ms_session_reply_raw(s, fa.send, strlen(fa.send), 0);
+        ms_conn_flush(&s->conn, ms_deadline_in(1000));
+    }
+    if (fa.close_how != MS_CLOSE_NONE)
+        session_fault_close(s, &fa);
+    return s->fault_closed;
+}
+
+int
+ms_session_fault_command(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                         const char *args, uint64_t received)
+{
+    struct ms_fault_actions fa;
+    if (!ms_fault_at(s, at, verb, args, received, &fa))
+        return 0;
+    if (ms_fault_replaces(&fa)) {
+        ms_session_fault_output(s, &fa, NULL);
+        return 1;
+    }
+    s->pending = fa;
+    return 0;
 }

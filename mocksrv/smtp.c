@@ -488,6 +488,21 @@ smtp_cmd_ehlo(struct smtp *sm, const char *verb, const char *args)
         ms_buf_puts(&sm->reply, "250-SMTPUTF8\r\n");
     if (smtp_has(sm, MS_EXT_CHUNKING))
         ms_buf_puts(&sm->reply, "250-CHUNKING\r\n");
+    /* hide (a fault): drop keywords from the list, as a STARTTLS-stripping middlebox does */
+    if (sm->s->pending.n_hide) {
+        struct ms_buf kept = {0};
+        const char *p = sm->reply.data, *end = p + sm->reply.len;
+        for (int first = 1; p < end; first = 0) {
+            const char *eol = memchr(p, '\n', (size_t)(end - p));
+            size_t len = (size_t)(eol - p) + 1, kw = strcspn(p + 4, " \r");
+            if (first || !ms_session_hidden(sm->s, p + 4, kw))
+                ms_buf_append(&kept, p, len);
+            p += len;
+        }
+        ms_buf_clear(&sm->reply);
+        ms_buf_append(&sm->reply, kept.data, kept.len);
+        ms_buf_fini(&kept);
+    }
     /* The last line must use "250 ": rewrite the final dash. */
     size_t last = sm->reply.len - 2;
     while (last > 0 && sm->reply.data[last - 1] != '\n')
@@ -627,6 +642,7 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
     size_t max = smtp_max_size(sm);
     int64_t deadline = ms_session_deadline(sm->s);
     int done = 0;
+    int data_faults = ms_fault_has_at(sm->s, MS_AT_DATA);
     while (!done) {
         int rc = ms_conn_fill(sm->c, deadline);
         if (rc != MOCKSRV_OK) {
@@ -639,9 +655,23 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
         size_t used = ms_dot_decode(&dot, p, avail, &data, max, &done);
         ms_conn_consume(sm->c, used);
         deadline = ms_session_deadline(sm->s);
+        if (data_faults && ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", dot.total)) {
+            /* a fault ended the connection mid-DATA (FAULTS.md example E) */
+            ms_buf_fini(&data);
+            smtp_txn_reset(sm);
+            sm->done = 1;
+            return;
+        }
     }
     ms_session_command_event(sm->s, ".", 1);
-    smtp_finish_message(sm, &data, dot.total > max);
+    if (ms_session_fault_command(sm->s, MS_AT_COMMAND, ".", "", 0)) {
+        /* a fault answered the end of DATA: the message was not accepted */
+        smtp_txn_reset(sm);
+    } else {
+        smtp_finish_message(sm, &data, dot.total > max);
+    }
+    if (sm->s->fault_closed)
+        sm->done = 1;
     ms_buf_fini(&data);
 }
 
@@ -922,7 +952,15 @@ smtp_dispatch(struct smtp *sm, struct ms_line *line)
         return;
     }
     const char *args = sp ? sp + 1 : "";
+    if (ms_session_fault_command(sm->s, MS_AT_COMMAND, cmd->verb, args, 0) ||
+        sm->s->fault_closed) {
+        sm->done = sm->s->fault_closed;
+        return;
+    }
     cmd->fn(sm, cmd->verb, args);
+    memset(&sm->s->pending, 0, sizeof sm->s->pending); /* a command that sent no reply */
+    if (sm->s->fault_closed)
+        sm->done = 1;
 }
 
 void
@@ -942,7 +980,10 @@ ms_smtp_session(struct ms_session *s)
         s->close_reason = MS_CLOSE_LIMIT;
         goto out;
     }
-    smtp_reply(&sm, 220, NULL, "%s %s mocksrv", sc->hostname, sm.lmtp ? "LMTP" : "ESMTP");
+    if (!ms_session_fault_command(s, MS_AT_GREETING, NULL, NULL, 0))
+        smtp_reply(&sm, 220, NULL, "%s %s mocksrv", sc->hostname, sm.lmtp ? "LMTP" : "ESMTP");
+    if (s->fault_closed)
+        goto out;
 
     while (!sm.done) {
         struct ms_line line;

@@ -1,0 +1,262 @@
+/*
+ * fault.c - the fault engine: which rules fire at a session event (see fault.h, FAULTS.md).
+ *
+ * Per rule, the server keeps run counters (matches, firings, connections seen) and each session
+ * keeps its own (matches, its ordinal among the connections the rule could apply to, a
+ * per-session draw, the position in `replies`). Decisions are pure functions of those counters
+ * and the seed, so a run replays from its seed.
+ *
+ * Not here: doing anything. The engines and session.c carry out the actions this returns.
+ */
+#include "fault.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "server.h"
+
+static const char *const fault_at_names[] = {
+    [MS_AT_ACCEPT] = "accept", [MS_AT_TLS] = "tls",         [MS_AT_GREETING] = "greeting",
+    [MS_AT_COMMAND] = "command", [MS_AT_DATA] = "data",     [MS_AT_WAITING] = "waiting",
+    [MS_AT_END] = "end",
+};
+
+const char *
+ms_fault_at_name(enum ms_fault_at at)
+{
+    return (size_t)at < MS_ARRAY_LEN(fault_at_names) ? fault_at_names[at] : "?";
+}
+
+/* SplitMix64 over the draw's coordinates: uniform, independent of everything else. */
+static uint64_t
+fault_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t
+ms_fault_draw(uint64_t seed, size_t rule, uint64_t session, uint64_t match, uint64_t k)
+{
+    uint64_t x = fault_mix(seed);
+    x = fault_mix(x ^ (uint64_t)rule);
+    x = fault_mix(x ^ session);
+    x = fault_mix(x ^ match);
+    return fault_mix(x ^ k);
+}
+
+static double
+fault_unit(uint64_t x)
+{
+    return (double)(x >> 11) * 0x1.0p-53;
+}
+
+void
+ms_fault_run_init(struct ms_scenario *sc)
+{
+    if (!sc->faults.run)
+        sc->faults.run = ms_calloc(sc->faults.n_rules ? sc->faults.n_rules : 1,
+                                   sizeof *sc->faults.run);
+}
+
+static int
+fault_listener_matches(const struct ms_fault_rule *r, const struct ms_session *s)
+{
+    if (r->n_listeners) {
+        int found = 0;
+        for (size_t i = 0; i < r->n_listeners; i++)
+            found |= strcmp(r->listeners[i], s->listener->name) == 0;
+        if (!found)
+            return 0;
+    }
+    return !r->protocols || (r->protocols & (1u << s->listener->protocol));
+}
+
+void
+ms_fault_session_start(struct ms_session *s)
+{
+    struct ms_scenario *sc = s->srv->sc;
+    size_t n = sc->faults.n_rules;
+    ms_fault_run_init(sc);
+    s->faults_sc = sc;
+    s->fault = ms_calloc(n ? n : 1, sizeof *s->fault);
+    for (size_t i = 0; i < n; i++) {
+        /* the rule's n-th connection counts only connections it could apply to */
+        if (fault_listener_matches(&sc->faults.rules[i], s))
+            s->fault[i].ordinal = ++sc->faults.run[i].sessions;
+    }
+}
+
+void
+ms_fault_session_end(struct ms_session *s)
+{
+    free(s->fault);
+    s->fault = NULL;
+}
+
+static int
+fault_command_matches(const struct ms_fault_rule *r, const char *verb)
+{
+    if (!r->n_commands)
+        return 1;
+    if (!verb)
+        return 0;
+    for (size_t i = 0; i < r->n_commands; i++)
+        if (ms_strcaseeq(r->commands[i], verb))
+            return 1;
+    return 0;
+}
+
+static int
+fault_counter_holds(const struct ms_fault_rule *r, uint64_t count)
+{
+    if (r->n_nth) {
+        for (size_t i = 0; i < r->n_nth; i++)
+            if (r->nth[i] == count)
+                return 1;
+        return 0;
+    }
+    if (r->every)
+        return count % r->every == 0;
+    if (r->after)
+        return count > r->after;
+    return 1;
+}
+
+int
+ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const char *args,
+            uint64_t received, struct ms_fault_actions *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct ms_scenario *sc = s->faults_sc;
+    struct ms_server *srv = s->srv;
+    if (!sc || !s->fault)
+        return 0;
+    for (size_t i = 0; i < sc->faults.n_rules; i++) {
+        const struct ms_fault_rule *r = &sc->faults.rules[i];
+        struct ms_fault_sess *fs = &s->fault[i];
+        struct ms_fault_runstate *run = &sc->faults.run[i];
+        /* when: every given key must hold */
+        if (r->at != at || fs->ordinal == 0)
+            continue;
+        if (r->session_lo && (fs->ordinal < r->session_lo || fs->ordinal > r->session_hi))
+            continue;
+        if (r->encrypted >= 0 && r->encrypted != s->tls)
+            continue;
+        if (r->user && !(s->auth_user && strcmp(r->user, s->auth_user) == 0))
+            continue;
+        if (!fault_command_matches(r, verb))
+            continue;
+        if (r->args && !ms_glob(r->args, args ? args : "", 1))
+            continue;
+        if (r->has_received && (received < r->received || fs->received_fired))
+            continue;
+        /* a match: counters advance whether or not the rule then fires */
+        uint64_t count = r->count_run ? ++run->matches : ++fs->matches;
+        if (!fault_counter_holds(r, count))
+            continue;
+        if (r->times && run->fired >= r->times)
+            continue;
+        double drawn = -1;
+        if (r->probability < 1.0) {
+            uint64_t x = r->per_session ? ms_fault_draw(srv->seed, i, fs->ordinal, 0, 0)
+                                        : ms_fault_draw(srv->seed, i, fs->ordinal, count, 0);
+            drawn = fault_unit(x);
+            if (drawn >= r->probability)
+                continue;
+        }
+        /* fires: each action key goes to the first firing rule */
+        run->fired++;
+        if (r->has_received)
+            fs->received_fired = 1;
+        json_t *taken = json_array();
+        if ((r->has_reply || r->n_replies) && !out->has_reply && !out->raw) {
+            const struct ms_fault_reply *rep = &r->reply;
+            if (r->n_replies) {
+                size_t k = fs->replies_used++;
+                rep = k < r->n_replies ? &r->replies[k] : NULL; /* then normal behaviour */
+            }
+            if (rep && !rep->pass) {
+                out->reply = rep;
+                out->has_reply = 1;
+                json_array_append_new(taken, json_string("reply"));
+            } else if (rep) {
+                out->pass = 1;
+            }
+        }
+        if (r->has_raw && !out->raw && !out->has_reply) {
+            out->raw = r->raw;
+            out->raw_len = r->raw_len;
+            json_array_append_new(taken, json_string("raw"));
+        }
+        if (r->send && !out->send) {
+            out->send = r->send;
+            json_array_append_new(taken, json_string("send"));
+        }
+        if (r->inject && !out->inject) {
+            out->inject = r->inject;
+            json_array_append_new(taken, json_string("inject"));
+        }
+        if (r->append && !out->append) {
+            out->append = r->append;
+            json_array_append_new(taken, json_string("append"));
+        }
+        if (r->n_hide && !out->hide) {
+            out->hide = (const char *const *)r->hide;
+            out->n_hide = r->n_hide;
+            json_array_append_new(taken, json_string("hide"));
+        }
+        int64_t delay = -1;
+        if (r->has_delay && !out->has_delay) {
+            delay = r->delay_lo;
+            if (r->delay_hi > r->delay_lo)
+                delay += (int64_t)(ms_fault_draw(srv->seed, i, fs->ordinal, count, 1) %
+                                   (uint64_t)(r->delay_hi - r->delay_lo + 1));
+            out->delay_ms = delay;
+            out->has_delay = 1;
+            json_array_append_new(taken, json_string("delay"));
+        }
+        if (r->close_how != MS_CLOSE_NONE && out->close_how == MS_CLOSE_NONE) {
+            out->close_how = r->close_how;
+            out->close_after = r->has_close_after ? r->close_after_bytes : UINT64_MAX;
+            out->close_delay_ms = r->close_delay_ms;
+            json_array_append_new(taken, json_string("close"));
+        }
+        out->fired++;
+        if (ms_events_wanted(&srv->events)) {
+            json_t *ev = ms_session_event(s, "fault");
+            json_object_set_new(ev, "rule", json_string(r->name));
+            json_object_set_new(ev, "at", json_string(ms_fault_at_name(at)));
+            if (verb)
+                json_object_set_new(ev, "command", ms_json_bytes(verb, strlen(verb)));
+            json_t *counters = json_object();
+            json_object_set_new(counters, "match", json_integer((json_int_t)count));
+            json_object_set_new(counters, "session", json_integer(fs->ordinal));
+            json_object_set_new(counters, "fired", json_integer((json_int_t)run->fired));
+            json_object_set_new(ev, "counters", counters);
+            json_t *drawn_v = json_object();
+            if (drawn >= 0)
+                json_object_set_new(drawn_v, "probability", json_real(drawn));
+            if (delay >= 0)
+                json_object_set_new(drawn_v, "delay_ms", json_integer(delay));
+            json_object_set_new(ev, "drawn", drawn_v);
+            json_object_set_new(ev, "actions", taken);
+            ms_session_emit(s, ev);
+        } else {
+            json_decref(taken);
+        }
+    }
+    return out->fired;
+}
+
+int
+ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at)
+{
+    const struct ms_scenario *sc = s->faults_sc;
+    for (size_t i = 0; sc && i < sc->faults.n_rules; i++)
+        if (sc->faults.rules[i].at == at)
+            return 1;
+    return 0;
+}

@@ -1,0 +1,146 @@
+/*
+ * fault.h - fault rules (FAULTS.md): the model the scenario loader fills, and the engine that
+ * decides at each session event which actions fire.
+ *
+ * This first part covers: every `when` key and counter (listener, protocol, session, encrypted,
+ * user, at, command, args, nth/every/after, count), the modifiers (probability, per, times,
+ * name), and the actions reply, replies, raw, send, inject, append, hide, delay and close.
+ * The shaping actions (split, bandwidth, read, stall, tarpit), tls faults and `scope` are
+ * refused by the loader as "not supported yet" with their position, never silently ignored.
+ *
+ * Invariants:
+ *   - Rules are compiled once from the scenario; runtime state (counters) lives in the server
+ *     (run counters) and in each session (session counters), never in the rules.
+ *   - Every random value is draw(seed, rule, session ordinal, match ordinal, k): a pure
+ *     function (SplitMix64), so a run replays from its seed whatever the concurrency.
+ *   - At one event, rules are checked in file order; for each action key the first firing rule
+ *     wins; counters advance for every rule that matched, fired or not.
+ */
+#ifndef MS_FAULT_H
+#define MS_FAULT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "base.h"
+
+enum ms_fault_at {
+    MS_AT_ACCEPT,
+    MS_AT_TLS,
+    MS_AT_GREETING,
+    MS_AT_COMMAND,
+    MS_AT_DATA,
+    MS_AT_WAITING,
+    MS_AT_END,
+};
+
+enum ms_close_how { MS_CLOSE_NONE, MS_CLOSE_FIN, MS_CLOSE_RST, MS_CLOSE_HALF };
+
+/* One entry of `replies`: lines, or `pass` (the normal reply). */
+struct ms_fault_reply {
+    char **lines; /* NULL with pass */
+    size_t n_lines;
+    int pass;
+};
+
+struct ms_fault_rule {
+    char *name; /* "faults[N]" when not given */
+    int line, column;
+
+    /* when */
+    char **listeners;
+    size_t n_listeners;
+    unsigned protocols; /* bits 1 << enum ms_proto; 0 = any */
+    unsigned session_lo, session_hi; /* 0 = any; the rule's n-th matching connection */
+    int encrypted;                   /* -1 any, 0 plaintext only, 1 encrypted only */
+    char *user;
+    enum ms_fault_at at; /* default: command when commands are given, else accept */
+    char **commands;     /* upper-case verbs; "." = end of DATA; "UID FETCH" */
+    size_t n_commands;
+    char *args;          /* glob on the rest of the line */
+    unsigned *nth;
+    size_t n_nth;
+    unsigned every;
+    unsigned after;
+    int count_run; /* counters per run instead of per session */
+    uint64_t received; /* at: data only: fire once this many payload bytes were read */
+    int has_received;
+    int64_t for_ms; /* at: waiting only: fire after this much client silence */
+    int has_for;
+
+    /* modifiers */
+    double probability; /* 1.0 = always */
+    int per_session;    /* draw once per connection */
+    unsigned times;     /* 0 = unlimited */
+
+    /* actions; a NULL pointer / zero value means "not given" */
+    struct ms_fault_reply reply;     /* has_reply */
+    int has_reply;
+    struct ms_fault_reply *replies;
+    size_t n_replies;
+    char *raw;
+    size_t raw_len;
+    int has_raw;
+    char *send;
+    char *inject;
+    char *append;
+    char **hide;
+    size_t n_hide;
+    int64_t delay_lo, delay_hi; /* ms; has_delay */
+    int has_delay;
+    enum ms_close_how close_how;
+    uint64_t close_after_bytes; /* has_close_after */
+    int has_close_after;
+    int64_t close_delay_ms;
+};
+
+/* Run-wide counters of one rule (the only mutable part, allocated at bind: it lives with the
+ * rules so that sessions started before a reload keep counting against their own rules). */
+struct ms_fault_runstate {
+    uint64_t matches; /* count: run */
+    uint64_t fired;   /* for times */
+    unsigned sessions; /* connections the rule could apply to so far */
+};
+
+struct ms_faults {
+    struct ms_fault_rule *rules;
+    size_t n_rules;
+    struct ms_fault_runstate *run; /* n_rules entries once the server uses them */
+};
+
+/* One session's counters of one rule. */
+struct ms_fault_sess {
+    unsigned ordinal; /* this connection's number among those the rule could apply to; 0: none */
+    uint64_t matches;
+    size_t replies_used;
+    int received_fired;
+};
+
+/* What fired at one event: the first firing rule's value for each action key. Pointers are
+ * into the rules (valid for the session). */
+struct ms_fault_actions {
+    const struct ms_fault_reply *reply; /* has_reply: replaces the normal reply */
+    int has_reply;
+    int pass; /* a `pass` entry fired: the normal reply, explicitly */
+    const char *raw; /* exact bytes instead of the reply */
+    size_t raw_len;
+    const char *send;
+    const char *inject;
+    const char *append;
+    const char *const *hide;
+    size_t n_hide;
+    int64_t delay_ms;
+    int has_delay;
+    enum ms_close_how close_how;
+    uint64_t close_after; /* UINT64_MAX: after the whole reply */
+    int64_t close_delay_ms;
+    int fired; /* number of rules that fired */
+};
+
+/* The draw of FAULTS.md 1: a pure function of its coordinates. */
+uint64_t ms_fault_draw(uint64_t seed, size_t rule, uint64_t session, uint64_t match, uint64_t k);
+
+void ms_faults_fini(struct ms_faults *f);
+const char *ms_fault_at_name(enum ms_fault_at at);
+
+#endif
