@@ -79,8 +79,10 @@ api_check_unbound(struct mocksrv *m, struct mocksrv_error *err)
 }
 
 static int
-api_set_scenario(struct mocksrv *m, int rc, struct ms_scenario *sc)
+api_set_scenario(struct mocksrv *m, int rc, struct ms_scenario *sc, struct mocksrv_error *err)
 {
+    if (rc == MOCKSRV_OK && (rc = ms_faults_check_supported(sc, err)) != MOCKSRV_OK)
+        ms_scenario_destroy(&sc);
     if (rc == MOCKSRV_OK) {
         ms_scenario_destroy(&m->srv.sc);
         m->srv.sc = sc;
@@ -100,7 +102,7 @@ mocksrv_load_file(struct mocksrv *m, const char *path, struct mocksrv_error *err
         free(m->srv.scenario_path);
         m->srv.scenario_path = ms_strdup(path);
     }
-    return api_set_scenario(m, rc, sc);
+    return api_set_scenario(m, rc, sc, err);
 }
 
 int
@@ -121,7 +123,7 @@ mocksrv_load_string(struct mocksrv *m, const char *yaml, size_t len, const char 
         m->srv.scenario_len = len;
         m->srv.scenario_name = ms_strdup(name ? name : "<string>");
     }
-    return api_set_scenario(m, rc, sc);
+    return api_set_scenario(m, rc, sc, err);
 }
 
 void

@@ -53,12 +53,76 @@ fault_unit(uint64_t x)
     return (double)(x >> 11) * 0x1.0p-53;
 }
 
+uint64_t
+ms_fault_verb_hash(const char *verb)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *verb; verb++) {
+        unsigned char c = (unsigned char)*verb;
+        if (c >= 'a' && c <= 'z')
+            c = (unsigned char)(c - 'a' + 'A');
+        h = (h ^ c) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int
+fault_verb_cmp(const void *a, const void *b)
+{
+    const struct ms_fault_verb *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->rule < y->rule ? -1 : x->rule > y->rule;
+}
+
+static void
+fault_index_build(struct ms_faults *f)
+{
+    struct ms_fault_index *ix = ms_calloc(1, sizeof *ix);
+    for (int at = 0; at <= MS_AT_END; at++) {
+        ix->any[at] = ms_calloc(f->n_rules ? f->n_rules : 1, sizeof *ix->any[at]);
+        size_t nv = 0;
+        for (size_t i = 0; i < f->n_rules; i++)
+            if ((int)f->rules[i].at == at)
+                nv += f->rules[i].n_commands;
+        ix->verbs[at] = ms_calloc(nv ? nv : 1, sizeof *ix->verbs[at]);
+        for (size_t i = 0; i < f->n_rules; i++) {
+            const struct ms_fault_rule *r = &f->rules[i];
+            if ((int)r->at != at)
+                continue;
+            if (!r->n_commands)
+                ix->any[at][ix->n_any[at]++] = (uint32_t)i;
+            for (size_t k = 0; k < r->n_commands; k++)
+                ix->verbs[at][ix->n_verbs[at]++] =
+                    (struct ms_fault_verb){ms_fault_verb_hash(r->commands[k]), (uint32_t)i};
+        }
+        qsort(ix->verbs[at], ix->n_verbs[at], sizeof *ix->verbs[at], fault_verb_cmp);
+    }
+    f->index = ix;
+}
+
+void
+ms_fault_index_free(struct ms_fault_index **ixp)
+{
+    struct ms_fault_index *ix = *ixp;
+    if (!ix)
+        return;
+    for (int at = 0; at <= MS_AT_END; at++) {
+        free(ix->any[at]);
+        free(ix->verbs[at]);
+    }
+    free(ix);
+    *ixp = NULL;
+}
+
 void
 ms_fault_run_init(struct ms_scenario *sc)
 {
-    if (!sc->faults.run)
-        sc->faults.run = ms_calloc(sc->faults.n_rules ? sc->faults.n_rules : 1,
-                                   sizeof *sc->faults.run);
+    if (sc->faults.run)
+        return;
+    sc->faults.run = ms_calloc(sc->faults.n_rules ? sc->faults.n_rules : 1,
+                               sizeof *sc->faults.run);
+    fault_index_build(&sc->faults);
 }
 
 static int
@@ -134,7 +198,39 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
     struct ms_server *srv = s->srv;
     if (!sc || !s->fault)
         return 0;
-    for (size_t i = 0; i < sc->faults.n_rules; i++) {
+    /* the candidates, in file order: rules without a command filter, merged with the rules
+     * that name this verb (found by hash; a collision is caught by the name check below) */
+    const struct ms_fault_index *ix = sc->faults.index;
+    const uint32_t *any = ix->any[at];
+    size_t n_any = ix->n_any[at], a = 0;
+    const struct ms_fault_verb *vs = ix->verbs[at];
+    size_t lo = 0, hi = ix->n_verbs[at];
+    if (verb && hi) {
+        uint64_t h = ms_fault_verb_hash(verb);
+        size_t l = 0, r = hi;
+        while (l < r) { /* first entry with hash >= h */
+            size_t m = l + (r - l) / 2;
+            if (vs[m].hash < h)
+                l = m + 1;
+            else
+                r = m;
+        }
+        lo = l;
+        for (hi = lo; hi < ix->n_verbs[at] && vs[hi].hash == h; hi++) {
+        }
+    } else {
+        lo = hi = 0;
+    }
+    size_t last = SIZE_MAX;
+    while (a < n_any || lo < hi) {
+        size_t i;
+        if (lo < hi && (a >= n_any || vs[lo].rule < any[a]))
+            i = vs[lo++].rule;
+        else
+            i = any[a++];
+        if (i == last)
+            continue; /* a rule that lists the same verb twice */
+        last = i;
         const struct ms_fault_rule *r = &sc->faults.rules[i];
         struct ms_fault_sess *fs = &s->fault[i];
         struct ms_fault_runstate *run = &sc->faults.run[i];
@@ -259,4 +355,34 @@ ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at)
         if (sc->faults.rules[i].at == at)
             return 1;
     return 0;
+}
+
+int
+ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err)
+{
+    for (size_t i = 0; i < sc->faults.n_rules; i++) {
+        const struct ms_fault_rule *r = &sc->faults.rules[i];
+        const char *why = NULL;
+        if (r->at == MS_AT_TLS || r->at == MS_AT_WAITING)
+            why = r->at == MS_AT_TLS ? "at: tls" : "at: waiting";
+        else if (r->at == MS_AT_DATA &&
+                 ((r->has_reply && !r->reply.pass) || r->n_replies || r->has_raw || r->inject ||
+                  r->append || r->n_hide || r->send))
+            why = "content actions at: data (only delay and close)";
+        else if (r->at == MS_AT_DATA &&
+                 (r->protocols & ((1u << MS_PROTO_POP3) | (1u << MS_PROTO_IMAP))))
+            why = "at: data for pop3 or imap (only SMTP and LMTP DATA)";
+        if (why) {
+            if (err) {
+                snprintf(err->file, sizeof err->file, "%s", sc->path);
+                err->line = r->line;
+                err->column = r->column;
+            }
+            return ms_error_set(err, MOCKSRV_ESCENARIO,
+                                "%s:%d:%d: faults[%zu] (%s): %s: not supported yet by this "
+                                "version",
+                                sc->path, r->line, r->column, i, r->name, why);
+        }
+    }
+    return MOCKSRV_OK;
 }

@@ -102,11 +102,32 @@ struct ms_fault_runstate {
     unsigned sessions; /* connections the rule could apply to so far */
 };
 
+/* Which rules can apply at an event, built with the run state: per `at`, the rule numbers in
+ * file order; at `command`, also per verb (by hash), so a command is checked only against the
+ * rules that name it and those that name no command. */
+struct ms_fault_verb {
+    uint64_t hash; /* of the upper-case verb */
+    uint32_t rule;
+};
+
+struct ms_fault_index {
+    uint32_t *any[MS_AT_END + 1]; /* rules without a command filter, per at */
+    size_t n_any[MS_AT_END + 1];
+    struct ms_fault_verb *verbs[MS_AT_END + 1]; /* rules with commands, sorted by (hash, rule) */
+    size_t n_verbs[MS_AT_END + 1];
+};
+
 struct ms_faults {
     struct ms_fault_rule *rules;
     size_t n_rules;
     struct ms_fault_runstate *run; /* n_rules entries once the server uses them */
+    struct ms_fault_index *index;  /* built with run */
 };
+
+void ms_fault_index_free(struct ms_fault_index **ix);
+
+/* FNV-1a of the ASCII upper-case form of verb. */
+uint64_t ms_fault_verb_hash(const char *verb);
 
 /* One session's counters of one rule. */
 struct ms_fault_sess {

@@ -57,5 +57,6 @@ ms_faults_fini(struct ms_faults *f)
         fault_conf_rule_fini(&f->rules[i]);
     free(f->rules);
     free(f->run); /* the engine's run counters (fault.c), allocated once the server binds */
+    ms_fault_index_free(&f->index);
     memset(f, 0, sizeof *f);
 }

@@ -780,7 +780,8 @@ ms_co_sleep(int64_t timeout_ms)
 {
     if (timeout_ms < 0)
         timeout_ms = 0;
-    int rc = ms_co_park(ms_now() + timeout_ms);
+    /* ms_now() truncates to the millisecond: one more keeps a sleep from ending early */
+    int rc = ms_co_park(ms_now() + timeout_ms + (timeout_ms > 0));
     return rc == MOCKSRV_ETIMEDOUT ? MOCKSRV_OK : rc;
 }
 

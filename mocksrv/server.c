@@ -705,6 +705,8 @@ ms_server_reload(struct ms_server *srv, struct mocksrv_error *err)
                                      &sc, err);
     else
         rc = ms_scenario_load_default(&sc, err);
+    if (rc == MOCKSRV_OK && (rc = ms_faults_check_supported(sc, err)) != MOCKSRV_OK)
+        ms_scenario_destroy(&sc);
     if (rc != MOCKSRV_OK)
         goto report;
     struct ms_store *store = NULL;

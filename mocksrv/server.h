@@ -215,6 +215,10 @@ enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const 
 /* ---- faults (fault.c, session.c) ---- */
 
 void ms_fault_run_init(struct ms_scenario *sc);
+/* The loader parses every rule of FAULTS.md; this refuses, with the rule's position, what the
+ * engine cannot carry out yet (at: tls, at: waiting, content actions at: data, data outside
+ * SMTP), so nothing is silently ignored. */
+int ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err);
 void ms_fault_session_start(struct ms_session *s);
 void ms_fault_session_end(struct ms_session *s);
 /* The actions that fire at this event (verb upper-case or NULL; args the rest of the line;
