@@ -374,6 +374,12 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
 {
     if (c->out.len == 0)
         return MOCKSRV_OK;
+    if (c->write_shut) {
+        /* FAULTS.md close: half: the server keeps reading and logging; what it would say
+         * cannot leave any more */
+        ms_buf_clear(&c->out);
+        return MOCKSRV_OK;
+    }
     if (c->failed) {
         ms_buf_clear(&c->out);
         return MOCKSRV_EIO;
@@ -422,8 +428,10 @@ ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline)
     }
     ms_conn_flush(c, deadline);
     shutdown(c->fd, SHUT_WR);
-    if (how == MS_CLOSE_HALF)
+    if (how == MS_CLOSE_HALF) {
+        c->write_shut = 1;
         return;
+    }
     /* FIN: read and drop until the peer's EOF, so our close does not turn into a RST */
     char sink[4096];
     for (;;) {

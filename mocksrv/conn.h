@@ -45,6 +45,7 @@ struct ms_conn {
     size_t in_pos;
     int eof;          /* the peer closed its side */
     int failed;       /* a transport error happened: no further I/O */
+    int write_shut;   /* half-closed by a fault: output is dropped, reads go on */
     int discarding;   /* skipping the rest of an over-long line */
     size_t read_size; /* room asked for before each recv: grows while reads fill it */
     int drained;      /* the last recv was short: wait for an edge before the next one */

@@ -16,8 +16,8 @@
 #include "server.h"
 
 static const char *const fault_at_names[] = {
-    [MS_AT_ACCEPT] = "accept", [MS_AT_TLS] = "tls",         [MS_AT_GREETING] = "greeting",
-    [MS_AT_COMMAND] = "command", [MS_AT_DATA] = "data",     [MS_AT_WAITING] = "waiting",
+    [MS_AT_ACCEPT] = "accept",   [MS_AT_TLS] = "tls",   [MS_AT_GREETING] = "greeting",
+    [MS_AT_COMMAND] = "command", [MS_AT_DATA] = "data", [MS_AT_WAITING] = "waiting",
     [MS_AT_END] = "end",
 };
 
@@ -120,8 +120,7 @@ ms_fault_run_init(struct ms_scenario *sc)
 {
     if (sc->faults.run)
         return;
-    sc->faults.run = ms_calloc(sc->faults.n_rules ? sc->faults.n_rules : 1,
-                               sizeof *sc->faults.run);
+    sc->faults.run = ms_calloc(sc->faults.n_rules ? sc->faults.n_rules : 1, sizeof *sc->faults.run);
     fault_index_build(&sc->faults);
 }
 
@@ -271,7 +270,7 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         if ((r->has_reply || r->n_replies) && !out->has_reply && !out->raw) {
             const struct ms_fault_reply *rep = &r->reply;
             if (r->n_replies) {
-                size_t k = fs->replies_used++;
+                size_t k = r->count_run ? run->replies_used++ : fs->replies_used++;
                 rep = k < r->n_replies ? &r->replies[k] : NULL; /* then normal behaviour */
             }
             if (rep && !rep->pass) {

@@ -50,19 +50,19 @@ struct ms_fault_rule {
     /* when */
     char **listeners;
     size_t n_listeners;
-    unsigned protocols; /* bits 1 << enum ms_proto; 0 = any */
+    unsigned protocols;              /* bits 1 << enum ms_proto; 0 = any */
     unsigned session_lo, session_hi; /* 0 = any; the rule's n-th matching connection */
     int encrypted;                   /* -1 any, 0 plaintext only, 1 encrypted only */
     char *user;
     enum ms_fault_at at; /* default: command when commands are given, else accept */
     char **commands;     /* upper-case verbs; "." = end of DATA; "UID FETCH" */
     size_t n_commands;
-    char *args;          /* glob on the rest of the line */
+    char *args; /* glob on the rest of the line */
     unsigned *nth;
     size_t n_nth;
     unsigned every;
     unsigned after;
-    int count_run; /* counters per run instead of per session */
+    int count_run;     /* counters per run instead of per session */
     uint64_t received; /* at: data only: fire once this many payload bytes were read */
     int has_received;
     int64_t for_ms; /* at: waiting only: fire after this much client silence */
@@ -74,7 +74,7 @@ struct ms_fault_rule {
     unsigned times;     /* 0 = unlimited */
 
     /* actions; a NULL pointer / zero value means "not given" */
-    struct ms_fault_reply reply;     /* has_reply */
+    struct ms_fault_reply reply; /* has_reply */
     int has_reply;
     struct ms_fault_reply *replies;
     size_t n_replies;
@@ -97,9 +97,10 @@ struct ms_fault_rule {
 /* Run-wide counters of one rule (the only mutable part, allocated at bind: it lives with the
  * rules so that sessions started before a reload keep counting against their own rules). */
 struct ms_fault_runstate {
-    uint64_t matches; /* count: run */
-    uint64_t fired;   /* for times */
-    unsigned sessions; /* connections the rule could apply to so far */
+    uint64_t matches;    /* count: run */
+    uint64_t fired;      /* for times */
+    size_t replies_used; /* position in `replies` with count: run */
+    unsigned sessions;   /* connections the rule could apply to so far */
 };
 
 /* Which rules can apply at an event, built with the run state: per `at`, the rule numbers in
@@ -142,7 +143,7 @@ struct ms_fault_sess {
 struct ms_fault_actions {
     const struct ms_fault_reply *reply; /* has_reply: replaces the normal reply */
     int has_reply;
-    int pass; /* a `pass` entry fired: the normal reply, explicitly */
+    int pass;        /* a `pass` entry fired: the normal reply, explicitly */
     const char *raw; /* exact bytes instead of the reply */
     size_t raw_len;
     const char *send;

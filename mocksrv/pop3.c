@@ -659,8 +659,7 @@ pop3_dispatch(struct pop3 *p, struct ms_line *line)
         return;
     }
     const char *args = sp ? sp + 1 : "";
-    if (ms_session_fault_command(p->s, MS_AT_COMMAND, cmd->verb, args, 0) ||
-        p->s->fault_closed) {
+    if (ms_session_fault_command(p->s, MS_AT_COMMAND, cmd->verb, args, 0) || p->s->fault_closed) {
         p->done = p->s->fault_closed;
         return;
     }

@@ -952,8 +952,7 @@ smtp_dispatch(struct smtp *sm, struct ms_line *line)
         return;
     }
     const char *args = sp ? sp + 1 : "";
-    if (ms_session_fault_command(sm->s, MS_AT_COMMAND, cmd->verb, args, 0) ||
-        sm->s->fault_closed) {
+    if (ms_session_fault_command(sm->s, MS_AT_COMMAND, cmd->verb, args, 0) || sm->s->fault_closed) {
         sm->done = sm->s->fault_closed;
         return;
     }
