@@ -256,7 +256,8 @@ session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, con
     size_t len = out.len;
     if (fa->close_how != MS_CLOSE_NONE && fa->close_after < len)
         len = (size_t)fa->close_after;
-    ms_session_reply_raw(s, out.data, len, event_lines);
+    if (len > 0) /* a bare close sends nothing: no reply event either */
+        ms_session_reply_raw(s, out.data, len, event_lines);
     ms_buf_fini(&out);
     if (fa->close_how != MS_CLOSE_NONE)
         session_fault_close(s, fa);
