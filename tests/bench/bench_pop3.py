@@ -203,33 +203,6 @@ def one_round(port, count):
     return time.perf_counter() - t0, octets
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu(pid):
-    """CPU seconds of pid and its live descendants, each with its reaped children (utime,
-    stime, cutime, cstime): the delta over a run counts the processes that served it, including
-    Dovecot's per-session pop3 processes that exited and were reaped."""
-    stats = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d, encoding="ascii", errors="replace") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-    total, todo, seen = 0, [pid], set()
-    while todo and len(seen) < 10000:
-        p = todo.pop()
-        if p in seen or p not in stats:
-            continue
-        seen.add(p)
-        total += stats[p][1]
-        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
-    return total / CLK_TCK
-
-
 def raw_round(port, count):
     """Like one_round with a minimal socket client (no per-line parsing): one RETR at a time,
     read up to the end marker. Shows what the server can do when the client is not poplib."""
@@ -306,9 +279,9 @@ def main():
                                     ("dovecot", dovecot and dovecot.port, dovecot and dovecot.pid)):
                 if not port:
                     continue
-                c0 = tree_cpu(pid)
+                c0 = bl.tree_cpu(pid)
                 times[name].append(one_round(port, args.messages)[0])
-                cpu[name] += tree_cpu(pid) - c0
+                cpu[name] += bl.tree_cpu(pid) - c0
                 raw[name].append(raw_round(port, args.messages))
 
         rate = {k: args.messages / statistics.median(v) for k, v in times.items() if v}

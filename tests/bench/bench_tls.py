@@ -58,9 +58,6 @@ import benchlib as bl  # noqa: E402
 
 START_TIMEOUT = 10.0
 TARGET = 0.70
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
 def client_bin():
     path = os.environ.get("BENCH_TLS_CLIENT") or os.path.join(
         os.path.dirname(bl.mocksrv_bin()), "tests", "bench_tls_client")
@@ -94,29 +91,6 @@ def openssl_speed(alg):
     if not nums or min(nums) <= 0:
         raise RuntimeError("openssl speed %s: cannot read %r" % (alg, row))
     return nums, row
-
-
-def tree_cpu(pid):
-    """CPU seconds of pid and its live descendants, each with its reaped children (utime, stime,
-    cutime, cstime); the same measure as bench_pop3.py's."""
-    stats = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d, encoding="ascii", errors="replace") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-    total, todo, seen = 0, [pid], set()
-    while todo and len(seen) < 10000:
-        p = todo.pop()
-        if p in seen or p not in stats:
-            continue
-        seen.add(p)
-        total += stats[p][1]
-        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
-    return total / CLK_TCK
 
 
 def start_mocksrv(tmp):
@@ -326,9 +300,9 @@ def main():
         runs = {name: [] for name, _, _, _ in servers}
         for _ in range(rounds):
             for name, port, ca, pid in servers:
-                c0 = tree_cpu(pid)
+                c0 = bl.tree_cpu(pid)
                 res = client_run(port, ca, seconds, threads)
-                res["server_cpu_s"] = tree_cpu(pid) - c0
+                res["server_cpu_s"] = bl.tree_cpu(pid) - c0
                 runs[name].append(res)
                 print("bench_tls: %-40s %6d handshakes in %.2f s, server CPU %.2f s, client "
                       "CPU %.2f s" % (name, res["handshakes"], res["wall_s"],
