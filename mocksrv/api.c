@@ -337,7 +337,7 @@ mocksrv_stop(struct mocksrv *m)
         while (mocksrv_step(m, 100) == 0) {
         }
     }
-    return 0;
+    return (int)srv->expect_failures;
 }
 
 int

@@ -36,6 +36,49 @@ enum ms_fault_at {
 
 enum ms_close_how { MS_CLOSE_NONE, MS_CLOSE_FIN, MS_CLOSE_RST, MS_CLOSE_HALF };
 
+/* Where split offsets and close.after_bytes count from. */
+enum ms_fault_from { MS_FROM_START, MS_FROM_END, MS_FROM_LITERAL };
+
+/* How long shaping lasts (FAULTS.md 1 "Scope"). DEFAULT: per event (accept: session,
+ * data: the payload, otherwise the one output unit). */
+enum ms_fault_scope { MS_SCOPE_DEFAULT, MS_SCOPE_REPLY, MS_SCOPE_SESSION, MS_SCOPE_DURATION };
+
+/* tls: what happens instead of (or during) a TLS handshake. */
+enum ms_fault_tls {
+    MS_FTLS_NONE,
+    MS_FTLS_REFUSE,    /* the protocol's "TLS not available" */
+    MS_FTLS_PLAINTEXT, /* go-ahead, then stay in plaintext */
+    MS_FTLS_CLOSE,     /* go-ahead, then FIN */
+    MS_FTLS_ALERT,     /* go-ahead, read the ClientHello, raw fatal handshake_failure, close */
+    MS_FTLS_GARBAGE,   /* go-ahead, non-TLS bytes, close */
+    MS_FTLS_STALL,     /* stop at tls_stall (a phase) */
+};
+enum ms_fault_tls_phase {
+    MS_TLS_PHASE_AFTER_CLIENT_HELLO,
+    MS_TLS_PHASE_MID_SERVER_FLIGHT, /* forward only tls_after_bytes of the server flight */
+    MS_TLS_PHASE_BEFORE_FINISHED,
+};
+
+/* split: each piece its own send(). Exactly one of size / offsets / lines is given. */
+struct ms_fault_split {
+    uint64_t size_lo, size_hi; /* 0: no size; [lo, hi] drawn per piece */
+    int64_t *offsets;          /* cut points counted from `from` (negative from end too) */
+    size_t n_offsets;
+    int lines; /* one write per line */
+    enum ms_fault_from from;
+    int64_t gap_lo, gap_hi; /* ms between pieces; default 1 ms */
+    int layer_tls;          /* one TLS record per piece instead of TCP pieces */
+};
+
+/* read: client -> server shaping. */
+struct ms_fault_read {
+    int stop;          /* never drain: stop polling for input */
+    uint64_t size;     /* bytes per recv (0: as much as fits) */
+    int64_t gap_ms;    /* between recvs */
+    uint64_t bandwidth; /* bytes per second (0: unlimited) */
+    uint64_t window;   /* SO_RCVBUF (0: unchanged) */
+};
+
 /* One entry of `replies`: lines, or `pass` (the normal reply). */
 struct ms_fault_reply {
     char **lines; /* NULL with pass */
@@ -92,6 +135,30 @@ struct ms_fault_rule {
     uint64_t close_after_bytes; /* has_close_after */
     int has_close_after;
     int64_t close_delay_ms;
+    enum ms_fault_from close_from; /* after_bytes counts from here (start | literal) */
+
+    /* shaping (has_split, bandwidth != 0, has_read, has_stall, has_tarpit) */
+    struct ms_fault_split split;
+    int has_split;
+    uint64_t bandwidth; /* bytes per second */
+    struct ms_fault_read read;
+    int has_read;
+    int64_t stall_ms; /* -1: forever (stall: true) */
+    int has_stall;
+    int64_t tarpit_stutter_ms, tarpit_for_ms;
+    int has_tarpit;
+    enum ms_fault_scope scope;
+    int64_t scope_ms; /* MS_SCOPE_DURATION */
+
+    /* tls faults */
+    enum ms_fault_tls tls;
+    enum ms_fault_tls_phase tls_stall;
+    uint64_t tls_after_bytes; /* mid-server-flight; has_tls_after (default: half the flight) */
+    int has_tls_after;
+
+    /* the rule's definition as a canonical text: a reload keeps the counters of a rule whose
+     * name and definition did not change (FAULTS.md 5) */
+    char *source;
 };
 
 /* Run-wide counters of one rule (the only mutable part, allocated at bind: it lives with the
@@ -156,6 +223,22 @@ struct ms_fault_actions {
     enum ms_close_how close_how;
     uint64_t close_after; /* UINT64_MAX: after the whole reply */
     int64_t close_delay_ms;
+    enum ms_fault_from close_from;
+    /* shaping: pointers into the winning rule, drawn values resolved here */
+    const struct ms_fault_split *split;
+    uint64_t split_key[2]; /* draw coordinates of the split's rule: (rule, match) for sizes */
+    uint64_t bandwidth;
+    const struct ms_fault_read *read;
+    int64_t stall_ms;
+    int has_stall;
+    int64_t tarpit_stutter_ms, tarpit_for_ms;
+    int has_tarpit;
+    enum ms_fault_scope scope; /* of the winning shaping rule (split/bandwidth/delay) */
+    int64_t scope_ms;
+    enum ms_fault_tls tls;
+    enum ms_fault_tls_phase tls_stall;
+    uint64_t tls_after_bytes;
+    int has_tls_after;
     int fired; /* number of rules that fired */
 };
 

@@ -47,6 +47,8 @@ fault_conf_rule_fini(struct ms_fault_rule *r)
     free(r->inject);
     free(r->append);
     fault_conf_strings_free(r->hide, r->n_hide);
+    free(r->split.offsets);
+    free(r->source);
     memset(r, 0, sizeof *r);
 }
 

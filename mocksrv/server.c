@@ -225,6 +225,25 @@ ms_session_command_event(struct ms_session *s, const char *line, size_t len)
     ms_session_emit(s, ev);
 }
 
+void
+ms_server_expect_fail(struct ms_server *srv, struct ms_session *s, const char *expectation,
+                      const char *seen)
+{
+    srv->expect_failures++;
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = s ? ms_session_event(s, "expect.fail")
+                       : ms_event_new(&srv->events, "expect.fail", 0, NULL);
+        json_object_set_new(ev, "expectation", json_string(expectation));
+        json_object_set_new(ev, "seen", ms_json_bytes(seen, strlen(seen)));
+        ms_event_emit(&srv->events, ev);
+    }
+    if (s)
+        ms_log_error(&srv->events, "expectation not met: session %u (%s): %s: %s", s->id,
+                     s->listener->name, expectation, seen);
+    else
+        ms_log_error(&srv->events, "expectation not met: %s: %s", expectation, seen);
+}
+
 int64_t
 ms_session_deadline(struct ms_session *s)
 {

@@ -138,6 +138,7 @@ struct ms_server {
     int request_fd; /* eventfd: requests from other threads */
     struct ms_io *request_watch;
     char *ready_json;
+    unsigned expect_failures; /* expect.fail events so far (exit status 3, mocksrv_stop) */
 
     /* received messages: shared with other threads under lock */
     pthread_mutex_t lock;
@@ -177,6 +178,12 @@ void ms_session_emit(struct ms_session *s, json_t *event);
 void ms_session_command_event(struct ms_session *s, const char *line, size_t len);
 /* Read deadline for the next command: now + limits.idle_timeout. */
 int64_t ms_session_deadline(struct ms_session *s);
+
+/* Reports an unmet expectation: an "expect.fail" event (fields "expectation" and "seen"), a line
+ * on stderr (even with -q) and one more srv->expect_failures. s may be NULL (run-wide checks at
+ * stop). expectation names it ("expect[0].sequence", "script[3]"); seen says what happened. */
+void ms_server_expect_fail(struct ms_server *srv, struct ms_session *s, const char *expectation,
+                           const char *seen);
 
 /* Writes a reply (one or more CRLF lines) and emits its "reply" event with at most event_lines
  * lines (0 = all; the rest counted as more_bytes: a RETR body is not copied into events). */
