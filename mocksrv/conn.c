@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd)
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->read_size = CONN_READ_FIRST;
+    c->shape.literal = UINT64_MAX;
     int one = 1;
     /* Replies are small and already batched per pipelined group: never let Nagle hold them. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
@@ -80,10 +82,112 @@ conn_compact(struct ms_conn *c)
 /* Reads whatever the socket has (at least one byte, waiting until deadline) and appends it to
  * b: plaintext (c->in) without TLS, ciphertext (c->cipher_in) with it. Returns bytes added or
  * a negative code. */
+/* Read shaping (a fault's `read`): waits as the plan says and returns how many bytes the next
+ * recv may take (0: no limit). */
+static int
+conn_read_pace(struct ms_conn *c, int64_t deadline, size_t *limit_r)
+{
+    struct ms_read_plan *rp = &c->rplan;
+    *limit_r = 0;
+    int64_t now = ms_now();
+    if (rp->until && now >= rp->until) {
+        rp->active = 0;
+        return MOCKSRV_OK;
+    }
+    if (rp->stop) {
+        /* read: stop: the fd is not read at all until the plan ends or the deadline passes */
+        int64_t end = rp->until ? rp->until : deadline;
+        if (deadline != MS_NO_DEADLINE && deadline < end)
+            end = deadline;
+        for (;;) {
+            now = ms_now();
+            if (rp->until && now >= rp->until) {
+                rp->active = 0;
+                return MOCKSRV_OK;
+            }
+            if (end != MS_NO_DEADLINE && now >= end)
+                return MOCKSRV_ETIMEDOUT;
+            int rc = ms_co_sleep(end == MS_NO_DEADLINE ? 60000 : end - now);
+            if (rc != MOCKSRV_OK)
+                return rc;
+        }
+    }
+    if (rp->next_at > now) {
+        int rc = ms_co_sleep(rp->next_at - now);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
+    size_t limit = rp->size ? (size_t)rp->size : 0;
+    if (rp->bandwidth) {
+        double cap = (double)rp->bandwidth / 100.0;
+        if (cap < 1.0)
+            cap = 1.0;
+        for (;;) {
+            now = ms_now();
+            if (rp->refill_at == 0) {
+                rp->refill_at = now;
+                rp->tokens = cap;
+            }
+            rp->tokens += (double)(now - rp->refill_at) * (double)rp->bandwidth / 1000.0;
+            if (rp->tokens > cap)
+                rp->tokens = cap;
+            rp->refill_at = now;
+            if (rp->tokens >= 1.0)
+                break;
+            int rc = ms_co_sleep(10);
+            if (rc != MOCKSRV_OK)
+                return rc;
+        }
+        if (!limit || (size_t)rp->tokens < limit)
+            limit = (size_t)rp->tokens;
+    }
+    *limit_r = limit;
+    return MOCKSRV_OK;
+}
+
+/* Read shaping: what a recv of n bytes used up. */
+static void
+conn_read_paced(struct ms_conn *c, size_t n)
+{
+    struct ms_read_plan *rp = &c->rplan;
+    if (rp->gap_ms > 0)
+        rp->next_at = ms_now() + rp->gap_ms;
+    if (rp->bandwidth)
+        rp->tokens -= (double)n;
+}
+
+void
+ms_conn_read_shape(struct ms_conn *c, const struct ms_fault_read *rd, int64_t until, int payload)
+{
+    struct ms_read_plan *rp = &c->rplan;
+    memset(rp, 0, sizeof *rp);
+    rp->active = 1;
+    rp->stop = rd->stop;
+    rp->size = rd->size;
+    rp->gap_ms = rd->gap_ms;
+    rp->bandwidth = rd->bandwidth;
+    rp->until = until;
+    rp->payload = payload;
+    if (rd->window && c->fd >= 0) {
+        int v = rd->window > INT32_MAX ? INT32_MAX : (int)rd->window;
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    }
+}
+
+void
+ms_conn_payload_end(struct ms_conn *c)
+{
+    if (c->rplan.active && c->rplan.payload)
+        c->rplan.active = 0;
+}
+
 static ssize_t
 conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
 {
     int rc;
+    size_t limit = 0;
+    if (c->rplan.active && (rc = conn_read_pace(c, deadline, &limit)) != MOCKSRV_OK)
+        return rc;
     if (c->drained && !ms_io_broken(c->io)) {
         /* The last read came back short: the socket was empty then, and new data brings a new
          * edge (epoll reports every arrival on a socket, and one that came while nobody waited
@@ -97,9 +201,13 @@ conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
     for (;;) {
         ms_buf_reserve(b, c->read_size);
         size_t room = b->cap - b->len - 1;
+        if (limit && limit < room)
+            room = limit;
         ssize_t n = recv(c->fd, b->data + b->len, room, 0);
         if (n > 0) {
-            if ((size_t)n == room && c->read_size < CONN_READ_MAX)
+            if (c->rplan.active)
+                conn_read_paced(c, (size_t)n);
+            if (!limit && (size_t)n == room && c->read_size < CONN_READ_MAX)
                 c->read_size *= 2;
             c->drained = (size_t)n < room;
             b->len += (size_t)n;
@@ -369,6 +477,73 @@ ms_conn_printf(struct ms_conn *c, const char *fmt, ...)
     va_end(ap);
 }
 
+struct conn_cuts {
+    size_t *offs;
+    size_t n, cap;
+};
+
+static void
+conn_cut(void *arg, size_t off)
+{
+    struct conn_cuts *cc = arg;
+    if (cc->n == cc->cap) {
+        cc->cap = cc->cap ? cc->cap * 2 : 16;
+        cc->offs = ms_realloc(cc->offs, cc->cap * sizeof *cc->offs);
+    }
+    cc->offs[cc->n++] = off;
+}
+
+/* split with layer: tls: each piece of plaintext is its own SSL_write, so its own TLS record,
+ * sent on its own with the gap after it. */
+static int
+conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
+{
+    int unit_split = c->shape.unit.active && c->shape.unit.has_split;
+    c->shape.unit.active = 0;
+    int rc = MOCKSRV_OK;
+    if (p->has_delay) {
+        int64_t d = p->delay_lo;
+        if (p->delay_hi > p->delay_lo)
+            d += (int64_t)(ms_fault_draw(p->seed, (size_t)p->rule, p->session, p->match,
+                                         2 + p->k++) %
+                           (uint64_t)(p->delay_hi - p->delay_lo + 1));
+        if (d > 0)
+            rc = ms_co_sleep(d);
+    }
+    struct conn_cuts cc = {0};
+    if (rc == MOCKSRV_OK)
+        ms_shape_cuts(p, c->out.data, c->out.len, c->shape.literal, conn_cut, &cc);
+    c->shape.literal = UINT64_MAX;
+    size_t start = 0;
+    for (size_t i = 0; rc == MOCKSRV_OK && i <= cc.n; i++) {
+        size_t end = i < cc.n ? cc.offs[i] : c->out.len;
+        if (ms_tls_write(c->tls, c->out.data + start, end - start) != MS_TLS_OK) {
+            c->failed = 1;
+            rc = MOCKSRV_ETLS;
+            break;
+        }
+        ms_tls_drain(c->tls, &c->cipher_out);
+        ssize_t w = ms_shape_send(&c->shape, c->io, c->cipher_out.data, c->cipher_out.len,
+                                  p->bandwidth, deadline);
+        c->bytes_out += c->cipher_out.len;
+        ms_buf_clear(&c->cipher_out);
+        if (w < 0) {
+            c->failed = 1;
+            rc = (int)w;
+            break;
+        }
+        start = end;
+        int64_t gap = i < cc.n ? ms_shape_gap(p) : 0;
+        if (gap > 0)
+            rc = ms_co_sleep(gap);
+    }
+    if (c->shape.session.active && !unit_split)
+        c->shape.session.k = p->k;
+    free(cc.offs);
+    ms_buf_clear(&c->out);
+    return rc;
+}
+
 int
 ms_conn_flush(struct ms_conn *c, int64_t deadline)
 {
@@ -386,6 +561,12 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
     }
     if (c->tap)
         c->tap(c->tap_arg, '>', c->out.data, c->out.len);
+    if (c->tls && ms_shape_active(&c->shape)) {
+        struct ms_shape_plan p;
+        ms_shape_effective(&c->shape, &p);
+        if (p.has_split && p.split.layer_tls)
+            return conn_flush_records(c, &p, deadline);
+    }
     if (c->tls) {
         enum ms_tls_status st = ms_tls_write(c->tls, c->out.data, c->out.len);
         ms_buf_clear(&c->out);

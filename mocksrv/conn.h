@@ -21,15 +21,67 @@
 #include "runtime.h"
 #include "tls.h"
 
-/* The shaping layer: the one place bytes meet the socket. */
-struct ms_shape {
-    int nodelay; /* TCP_NODELAY was set */
+#include "fault.h"
+
+/* How output is shaped while a fault's shaping lasts (FAULTS.md 2 "shaping server -> client"):
+ * a delay before each output unit, cuts into separate sends with gaps, a bandwidth. Values are
+ * copied from the rule that fired; random ones are drawn per piece from the rule's coordinates. */
+struct ms_shape_plan {
+    int active;
+    int64_t until; /* ms_now() scale; 0: no end */
+    int64_t delay_lo, delay_hi;
+    int has_delay;
+    struct ms_fault_split split; /* offsets borrowed from the rule */
+    int has_split;
+    uint64_t bandwidth; /* bytes per second, 0: unlimited */
+    /* draw coordinates: (seed, rule, session ordinal, match), k counts draws */
+    uint64_t seed, rule, session, match, k;
 };
 
-/* Writes every byte of iov to io's fd, waiting for writability up to deadline.
+/* The shaping layer: the one place bytes meet the socket. With no plan active a write is one
+ * plain sendmsg; the unit plan shapes the next output unit only (scope: reply), the session
+ * plan every unit until it ends (scope: session or a duration). Where both give a key, the unit
+ * plan wins. */
+struct ms_shape {
+    int nodelay; /* TCP_NODELAY was set */
+    struct ms_shape_plan unit, session;
+    double tokens; /* bandwidth: bytes that may leave now */
+    int64_t refill_at;
+    uint64_t literal; /* offset of the unit's first literal byte (IMAP), UINT64_MAX: none */
+};
+
+/* Writes every byte of iov to io's fd, waiting for writability up to deadline, shaped as the
+ * active plans say (the unit plan is used up by this call).
  * Returns bytes written (all of them) or a negative code (ECLOSED, ETIMEDOUT, ECANCELED, EIO). */
 ssize_t ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
                         int64_t deadline);
+/* 1 when a plan applies to the next unit (expired session plans are dropped here). */
+int ms_shape_active(struct ms_shape *sh);
+/* The plan that applies to the next unit: the unit plan's keys over the session plan's. */
+void ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out);
+/* Cut points of a unit of len bytes (data needed for split.lines), in increasing order inside
+ * (0, len): calls cut(arg, offset) for each; used for TCP pieces and for TLS records. */
+void ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
+                   void (*cut)(void *arg, size_t off), void *arg);
+/* The gap to wait after a piece (drawn from the plan). */
+int64_t ms_shape_gap(struct ms_shape_plan *p);
+/* Sends n bytes as one piece under the plan's bandwidth (no cuts). */
+ssize_t ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n,
+                      uint64_t bandwidth, int64_t deadline);
+
+/* How input is read while a fault's `read` lasts (FAULTS.md 2 "shaping client -> server"). */
+struct ms_read_plan {
+    int active;
+    int stop;          /* read: stop: never read */
+    uint64_t size;     /* bytes per recv at most (0: no limit) */
+    int64_t gap_ms;    /* between recvs */
+    uint64_t bandwidth; /* bytes per second (0: unlimited) */
+    int64_t until;     /* ms_now() scale; 0: no end */
+    int payload;       /* ends with the current payload (ms_conn_payload_end) */
+    double tokens;
+    int64_t refill_at;
+    int64_t next_at; /* gap: no recv before */
+};
 
 /* Observes bytes crossing the connection (transcript, counters). dir is '<' for input, '>' for
  * output. */
@@ -49,6 +101,7 @@ struct ms_conn {
     int discarding;   /* skipping the rest of an over-long line */
     size_t read_size; /* room asked for before each recv: grows while reads fill it */
     int drained;      /* the last recv was short: wait for an edge before the next one */
+    struct ms_read_plan rplan; /* a fault's read shaping, when active */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;
@@ -113,6 +166,12 @@ int ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline
  * close. RST: SO_LINGER {1, 0} then close, discarding unsent data. HALF: shutdown(SHUT_WR)
  * only; reads go on. Unflushed output is sent first (except for RST). */
 void ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline);
+
+/* Starts read shaping (a fault's `read`): window sets SO_RCVBUF now. */
+void ms_conn_read_shape(struct ms_conn *c, const struct ms_fault_read *rd, int64_t until,
+                        int payload);
+/* The payload a command carried is over: read shaping scoped to it ends. */
+void ms_conn_payload_end(struct ms_conn *c);
 
 /* With TLS up: flushes, then sends a close_notify alert (best effort). */
 void ms_conn_close_notify(struct ms_conn *c, int64_t deadline);

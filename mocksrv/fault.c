@@ -317,7 +317,31 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
             out->close_how = r->close_how;
             out->close_after = r->has_close_after ? r->close_after_bytes : UINT64_MAX;
             out->close_delay_ms = r->close_delay_ms;
+            out->close_from = r->close_from;
             json_array_append_new(taken, json_string("close"));
+        }
+        struct ms_fault_pick pick = {r, (uint32_t)i, fs->ordinal, count};
+        if (delay >= 0)
+            out->delay_pick = pick;
+        if (r->has_split && !out->split.rule) {
+            out->split = pick;
+            json_array_append_new(taken, json_string("split"));
+        }
+        if (r->bandwidth && !out->bandwidth.rule) {
+            out->bandwidth = pick;
+            json_array_append_new(taken, json_string("bandwidth"));
+        }
+        if (r->has_read && !out->read.rule) {
+            out->read = pick;
+            json_array_append_new(taken, json_string("read"));
+        }
+        if (r->has_stall && !out->stall.rule) {
+            out->stall = pick;
+            json_array_append_new(taken, json_string("stall"));
+        }
+        if (r->has_tarpit && !out->tarpit.rule) {
+            out->tarpit = pick;
+            json_array_append_new(taken, json_string("tarpit"));
         }
         out->fired++;
         if (ms_events_wanted(&srv->events)) {

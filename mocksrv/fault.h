@@ -205,6 +205,13 @@ struct ms_fault_sess {
     int received_fired;
 };
 
+/* The rule that won an action key at one event, with the coordinates of its draws. */
+struct ms_fault_pick {
+    const struct ms_fault_rule *rule;
+    uint32_t index; /* the rule's number */
+    uint64_t session, match;
+};
+
 /* What fired at one event: the first firing rule's value for each action key. Pointers are
  * into the rules (valid for the session). */
 struct ms_fault_actions {
@@ -224,17 +231,8 @@ struct ms_fault_actions {
     uint64_t close_after; /* UINT64_MAX: after the whole reply */
     int64_t close_delay_ms;
     enum ms_fault_from close_from;
-    /* shaping: pointers into the winning rule, drawn values resolved here */
-    const struct ms_fault_split *split;
-    uint64_t split_key[2]; /* draw coordinates of the split's rule: (rule, match) for sizes */
-    uint64_t bandwidth;
-    const struct ms_fault_read *read;
-    int64_t stall_ms;
-    int has_stall;
-    int64_t tarpit_stutter_ms, tarpit_for_ms;
-    int has_tarpit;
-    enum ms_fault_scope scope; /* of the winning shaping rule (split/bandwidth/delay) */
-    int64_t scope_ms;
+    /* shaping: the winning rule of each key with its draw coordinates (rule NULL: none) */
+    struct ms_fault_pick delay_pick, split, bandwidth, read, stall, tarpit;
     enum ms_fault_tls tls;
     enum ms_fault_tls_phase tls_stall;
     uint64_t tls_after_bytes;

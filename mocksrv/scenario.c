@@ -2693,18 +2693,17 @@ scenario_parse_fault_hide(struct scenario_ctx *ctx, const struct scenario_node *
                                 &r->hide, &r->n_hide);
 }
 
+/* A duration or [low, high] (FAULTS.md: "2s or [1s, 3s]"). */
 static int
-scenario_parse_fault_delay(struct scenario_ctx *ctx, const struct scenario_node *key,
-                           const struct scenario_node *val, const char *path, void *base)
+scenario_get_duration_range(struct scenario_ctx *ctx, const struct scenario_node *val,
+                            const char *path, int64_t *lo_r, int64_t *hi_r)
 {
-    struct ms_fault_rule *r = base;
     char ipath[SCENARIO_PATH_MAX], lo[32], hi[32];
     int rc;
     if (val->kind != SCENARIO_SEQ) {
-        if ((rc = scenario_get_duration(ctx, val, path, 0, SCENARIO_FAULT_MAX_MS, &r->delay_lo)))
+        if ((rc = scenario_get_duration(ctx, val, path, 0, SCENARIO_FAULT_MAX_MS, lo_r)))
             return rc;
-        r->delay_hi = r->delay_lo;
-        r->has_delay = 1;
+        *hi_r = *lo_r;
         return MOCKSRV_OK;
     }
     if (val->n_kids != 2)
@@ -2712,21 +2711,325 @@ scenario_parse_fault_delay(struct scenario_ctx *ctx, const struct scenario_node 
                              "expected [low, high], got a list of %zu (use 2s or [1s, 3s])",
                              val->n_kids);
     scenario_path_index(ipath, path, 0);
-    rc = scenario_get_duration(ctx, val->kids[0], ipath, 0, SCENARIO_FAULT_MAX_MS, &r->delay_lo);
+    rc = scenario_get_duration(ctx, val->kids[0], ipath, 0, SCENARIO_FAULT_MAX_MS, lo_r);
     if (rc != MOCKSRV_OK)
         return rc;
     scenario_path_index(ipath, path, 1);
-    rc = scenario_get_duration(ctx, val->kids[1], ipath, 0, SCENARIO_FAULT_MAX_MS, &r->delay_hi);
+    rc = scenario_get_duration(ctx, val->kids[1], ipath, 0, SCENARIO_FAULT_MAX_MS, hi_r);
     if (rc != MOCKSRV_OK)
         return rc;
-    if (r->delay_hi < r->delay_lo) {
-        scenario_format_duration(lo, sizeof lo, (uint64_t)r->delay_lo);
-        scenario_format_duration(hi, sizeof hi, (uint64_t)r->delay_hi);
+    if (*hi_r < *lo_r) {
+        scenario_format_duration(lo, sizeof lo, (uint64_t)*lo_r);
+        scenario_format_duration(hi, sizeof hi, (uint64_t)*hi_r);
         return scenario_fail(ctx, val->kids[1]->pos, ipath, "%s is below %s (use [low, high])", hi,
                              lo);
     }
-    r->has_delay = 1;
     return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_fault_delay(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    int rc = scenario_get_duration_range(ctx, val, path, &r->delay_lo, &r->delay_hi);
+    if (rc == MOCKSRV_OK)
+        r->has_delay = 1;
+    return rc;
+}
+
+/* ---- shaping: split, bandwidth, read, stall, tarpit, scope ---- */
+
+#define SCENARIO_FAULT_MAX_OFFSET (1LL << 40)
+
+static const struct scenario_name scenario_fault_froms[] = {
+    {"start", MS_FROM_START}, {"end", MS_FROM_END}, {"literal", MS_FROM_LITERAL}};
+
+static const struct scenario_name scenario_split_layers[] = {{"tcp", 0}, {"tls", 1}};
+
+static int
+scenario_parse_split_size(struct scenario_ctx *ctx, const struct scenario_node *key,
+                          const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_split *sp = base;
+    char ipath[SCENARIO_PATH_MAX];
+    size_t lo, hi;
+    int rc;
+    if (val->kind != SCENARIO_SEQ) {
+        if ((rc = scenario_get_size(ctx, val, path, 1, SIZE_MAX, &lo)) != MOCKSRV_OK)
+            return rc;
+        sp->size_lo = sp->size_hi = lo;
+        return MOCKSRV_OK;
+    }
+    if (val->n_kids != 2)
+        return scenario_fail(ctx, val->pos, path,
+                             "expected [min, max], got a list of %zu (use 1 or [1, 64])",
+                             val->n_kids);
+    scenario_path_index(ipath, path, 0);
+    if ((rc = scenario_get_size(ctx, val->kids[0], ipath, 1, SIZE_MAX, &lo)) != MOCKSRV_OK)
+        return rc;
+    scenario_path_index(ipath, path, 1);
+    if ((rc = scenario_get_size(ctx, val->kids[1], ipath, 1, SIZE_MAX, &hi)) != MOCKSRV_OK)
+        return rc;
+    if (hi < lo)
+        return scenario_fail(ctx, val->kids[1]->pos, ipath, "%zu is below %zu (use [min, max])",
+                             hi, lo);
+    sp->size_lo = lo;
+    sp->size_hi = hi;
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_split_offsets(struct scenario_ctx *ctx, const struct scenario_node *key,
+                             const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_split *sp = base;
+    char ipath[SCENARIO_PATH_MAX], got[SCENARIO_TEXT_MAX * 4 + 16];
+    const struct scenario_node *const *items = &val;
+    size_t n = 1;
+    if (val->kind == SCENARIO_SEQ) {
+        items = (const struct scenario_node *const *)val->kids;
+        n = val->n_kids;
+        if (n == 0)
+            return scenario_fail(ctx, val->pos, path, "an empty list of offsets");
+    }
+    free(sp->offsets);
+    sp->offsets = ms_calloc(n, sizeof *sp->offsets);
+    sp->n_offsets = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct scenario_node *it = items[i];
+        if (val->kind == SCENARIO_SEQ)
+            scenario_path_index(ipath, path, i);
+        else
+            snprintf(ipath, sizeof ipath, "%s", path);
+        char *end = NULL;
+        errno = 0;
+        long long v = it->kind == SCENARIO_SCALAR && it->plain && it->len
+                          ? strtoll(it->text, &end, 10)
+                          : 0;
+        if (!end || *end || errno || v < -SCENARIO_FAULT_MAX_OFFSET ||
+            v > SCENARIO_FAULT_MAX_OFFSET) {
+            scenario_describe(got, sizeof got, it);
+            return scenario_fail(ctx, it->pos, ipath,
+                                 "bad offset %s (a whole number of bytes, negative counts back)",
+                                 got);
+        }
+        sp->offsets[sp->n_offsets++] = v;
+    }
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_split_gap(struct scenario_ctx *ctx, const struct scenario_node *key,
+                         const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_split *sp = base;
+    return scenario_get_duration_range(ctx, val, path, &sp->gap_lo, &sp->gap_hi);
+}
+
+static int
+scenario_check_split(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                     void *base)
+{
+    const struct ms_fault_split *sp = base;
+    int given = (sp->size_lo != 0) + (sp->n_offsets != 0) + (sp->lines != 0);
+    if (given != 1) {
+        if (given == 0)
+            return scenario_fail(ctx, map->pos, path, "needs one of size, offsets or lines");
+        const char *a = sp->size_lo ? "size" : "offsets";
+        const char *b = sp->lines ? "lines" : "offsets";
+        const struct scenario_node *k = scenario_map_get(map, b);
+        return scenario_fail(ctx, k ? k->pos : map->pos, path,
+                             "%s and %s cannot be combined (one way of cutting per split)", b, a);
+    }
+    if (scenario_map_get(map, "from") && !sp->n_offsets)
+        return scenario_fail(ctx, scenario_map_get(map, "from")->pos, path,
+                             "from applies to offsets only");
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_split_fields[] = {
+    F_CUSTOM("size", scenario_parse_split_size),
+    F_CUSTOM("offsets", scenario_parse_split_offsets),
+    F_BOOL("lines", struct ms_fault_split, lines),
+    F_NAMES("from", SK_ENUM, struct ms_fault_split, from, scenario_fault_froms, "origin"),
+    F_CUSTOM("gap", scenario_parse_split_gap),
+    F_NAMES("layer", SK_ENUM, struct ms_fault_split, layer_tls, scenario_split_layers, "layer"),
+};
+static const struct scenario_table scenario_split_table =
+    TABLE(scenario_split_fields, scenario_check_split);
+
+static int
+scenario_parse_fault_split(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    if (val->kind != SCENARIO_MAP)
+        return scenario_fail_type(ctx, val, path,
+                                  "a mapping like {size: 1, gap: 5ms} or {offsets: [-1], from: end}");
+    /* FAULTS.md 5: a gap defaults to 1 ms, so the pieces are separate sends */
+    r->split.gap_lo = r->split.gap_hi = 1;
+    r->has_split = 1;
+    return scenario_walk(ctx, val, path, &scenario_split_table, &r->split);
+}
+
+/* "2KiB/s": a size per second. */
+static int
+scenario_get_rate(struct scenario_ctx *ctx, const struct scenario_node *val, const char *path,
+                  uint64_t *out)
+{
+    char got[SCENARIO_TEXT_MAX * 4 + 16], num[64];
+    size_t v;
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val))
+        return scenario_fail_type(ctx, val, path, "a rate like 2KiB/s");
+    scenario_describe(got, sizeof got, val);
+    const char *slash = strrchr(val->text, '/');
+    size_t n = slash ? (size_t)(slash - val->text) : 0;
+    if (!slash || strcmp(slash, "/s") != 0 || n == 0 || n >= sizeof num ||
+        strlen(val->text) != val->len)
+        return scenario_fail(ctx, val->pos, path, "bad rate %s (use 2KiB/s, 500/s)", got);
+    memcpy(num, val->text, n);
+    num[n] = '\0';
+    if (ms_parse_size(num, &v) != MOCKSRV_OK || v == 0)
+        return scenario_fail(ctx, val->pos, path, "bad rate %s (use 2KiB/s, 500/s)", got);
+    *out = v;
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_fault_bandwidth(struct scenario_ctx *ctx, const struct scenario_node *key,
+                               const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    return scenario_get_rate(ctx, val, path, &r->bandwidth);
+}
+
+static int
+scenario_parse_read_bandwidth(struct scenario_ctx *ctx, const struct scenario_node *key,
+                              const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_read *rd = base;
+    return scenario_get_rate(ctx, val, path, &rd->bandwidth);
+}
+
+static const struct scenario_field scenario_read_fields[] = {
+    F_NUM("size", SK_SIZE, struct ms_fault_read, size, 1, SIZE_MAX),
+    F_NUM("gap", SK_DURATION, struct ms_fault_read, gap_ms, 0, SCENARIO_FAULT_MAX_MS),
+    F_CUSTOM("bandwidth", scenario_parse_read_bandwidth),
+    F_NUM("window", SK_SIZE, struct ms_fault_read, window, 1, 64 * SCENARIO_MIB),
+};
+static const struct scenario_table scenario_read_table = TABLE(scenario_read_fields, NULL);
+
+static int
+scenario_parse_fault_read(struct scenario_ctx *ctx, const struct scenario_node *key,
+                          const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    r->has_read = 1;
+    if (val->kind == SCENARIO_SCALAR && val->len == 4 && strcmp(val->text, "stop") == 0) {
+        r->read.stop = 1;
+        return MOCKSRV_OK;
+    }
+    if (val->kind != SCENARIO_MAP)
+        return scenario_fail_type(ctx, val, path,
+                                  "stop or a mapping {size, gap, bandwidth, window}");
+    int rc = scenario_walk(ctx, val, path, &scenario_read_table, &r->read);
+    if (rc == MOCKSRV_OK && val->n_kids == 0)
+        return scenario_fail(ctx, val->pos, path, "needs size, gap, bandwidth or window");
+    return rc;
+}
+
+static int
+scenario_parse_fault_stall(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    int yes;
+    r->has_stall = 1;
+    if (val->kind == SCENARIO_SCALAR && val->plain && !isdigit((unsigned char)val->text[0])) {
+        int rc = scenario_get_bool(ctx, val, path, &yes);
+        if (rc != MOCKSRV_OK)
+            return rc;
+        if (!yes)
+            return scenario_fail(ctx, val->pos, path,
+                                 "stall: false stalls nothing (use a duration or true)");
+        r->stall_ms = -1;
+        return MOCKSRV_OK;
+    }
+    return scenario_get_duration(ctx, val, path, 1, SCENARIO_FAULT_MAX_MS, &r->stall_ms);
+}
+
+/* tarpit: while it is parsed */
+struct scenario_tarpit {
+    int64_t stutter_ms, for_ms;
+};
+
+static int
+scenario_check_tarpit(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
+                      void *base)
+{
+    (void)base;
+    if (!scenario_map_get(map, "stutter"))
+        return scenario_fail(ctx, map->pos, path, "missing stutter (the gap between bytes)");
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_tarpit_fields[] = {
+    F_NUM("stutter", SK_DURATION, struct scenario_tarpit, stutter_ms, 1, SCENARIO_FAULT_MAX_MS),
+    F_NUM("for", SK_DURATION, struct scenario_tarpit, for_ms, 1, SCENARIO_FAULT_MAX_MS),
+};
+static const struct scenario_table scenario_tarpit_table =
+    TABLE(scenario_tarpit_fields, scenario_check_tarpit);
+
+static int
+scenario_parse_fault_tarpit(struct scenario_ctx *ctx, const struct scenario_node *key,
+                            const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    struct scenario_tarpit t = {0};
+    if (val->kind != SCENARIO_MAP)
+        return scenario_fail_type(ctx, val, path, "a mapping {stutter: 1s, for: 10s}");
+    int rc = scenario_walk(ctx, val, path, &scenario_tarpit_table, &t);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    r->has_tarpit = 1;
+    r->tarpit_stutter_ms = t.stutter_ms;
+    r->tarpit_for_ms = t.for_ms; /* 0: the whole scope */
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_fault_scope(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    if (val->kind == SCENARIO_SCALAR && strcmp(val->text, "reply") == 0) {
+        r->scope = MS_SCOPE_REPLY;
+        return MOCKSRV_OK;
+    }
+    if (val->kind == SCENARIO_SCALAR && strcmp(val->text, "session") == 0) {
+        r->scope = MS_SCOPE_SESSION;
+        return MOCKSRV_OK;
+    }
+    if (val->kind == SCENARIO_SCALAR && val->plain && isdigit((unsigned char)val->text[0])) {
+        r->scope = MS_SCOPE_DURATION;
+        return scenario_get_duration(ctx, val, path, 1, SCENARIO_FAULT_MAX_MS, &r->scope_ms);
+    }
+    char got[SCENARIO_TEXT_MAX * 4 + 16];
+    scenario_describe(got, sizeof got, val);
+    return scenario_fail(ctx, val->pos, path, "bad scope %s (reply, session or a duration like 10s)",
+                         got);
 }
 
 /* close: as a mapping, while it is parsed. */
@@ -2734,6 +3037,7 @@ struct scenario_close {
     int how; /* MS_CLOSE_NONE until given */
     size_t after_bytes;
     int64_t delay_ms;
+    int from;
 };
 
 static int
@@ -2750,7 +3054,7 @@ static const struct scenario_field scenario_close_fields[] = {
     F_NAMES("how", SK_ENUM, struct scenario_close, how, scenario_close_hows, "close mode"),
     F_NUM("after_bytes", SK_SIZE, struct scenario_close, after_bytes, 0, SIZE_MAX),
     F_NUM("delay", SK_DURATION, struct scenario_close, delay_ms, 0, SCENARIO_FAULT_MAX_MS),
-    F_LATER("from"),
+    F_NAMES("from", SK_ENUM, struct scenario_close, from, scenario_fault_froms, "origin"),
 };
 static const struct scenario_table scenario_close_table =
     TABLE(scenario_close_fields, scenario_check_close);
@@ -2781,6 +3085,10 @@ scenario_parse_fault_close(struct scenario_ctx *ctx, const struct scenario_node 
     r->close_after_bytes = c.after_bytes;
     r->has_close_after = scenario_map_get(val, "after_bytes") != NULL;
     r->close_delay_ms = c.delay_ms;
+    r->close_from = (enum ms_fault_from)c.from;
+    if (c.from == MS_FROM_END)
+        return scenario_fail(ctx, scenario_map_get(val, "from")->pos, path,
+                             "after_bytes counts from start or literal");
     return MOCKSRV_OK;
 }
 
@@ -2795,10 +3103,12 @@ scenario_check_fault(struct scenario_ctx *ctx, const struct scenario_node *map, 
         (rc = scenario_fault_exclusive(ctx, map, path, "raw", "replies", "")))
         return rc;
     if (!r->has_reply && !r->n_replies && !r->has_raw && !r->send && !r->inject && !r->append &&
-        !r->n_hide && !r->has_delay && r->close_how == MS_CLOSE_NONE)
+        !r->n_hide && !r->has_delay && r->close_how == MS_CLOSE_NONE && !r->has_split &&
+        !r->bandwidth && !r->has_read && !r->has_stall && !r->has_tarpit)
         return scenario_fail(ctx, map->pos, path,
                              "a rule needs at least one action (reply, replies, raw, send, "
-                             "inject, append, hide, delay or close)");
+                             "inject, append, hide, tls, delay, split, bandwidth, read, stall, "
+                             "close or tarpit)");
     return MOCKSRV_OK;
 }
 
@@ -2818,13 +3128,13 @@ static const struct scenario_field scenario_fault_fields[] = {
     F_CUSTOM("delay", scenario_parse_fault_delay),
     F_CUSTOM("close", scenario_parse_fault_close),
     /* FAULTS.md 2 keys of the next part: refused with their position, never ignored. */
-    F_LATER("split"),
-    F_LATER("bandwidth"),
-    F_LATER("read"),
-    F_LATER("stall"),
-    F_LATER("tarpit"),
+    F_CUSTOM("split", scenario_parse_fault_split),
+    F_CUSTOM("bandwidth", scenario_parse_fault_bandwidth),
+    F_CUSTOM("read", scenario_parse_fault_read),
+    F_CUSTOM("stall", scenario_parse_fault_stall),
+    F_CUSTOM("tarpit", scenario_parse_fault_tarpit),
     F_LATER("tls"),
-    F_LATER("scope"),
+    F_CUSTOM("scope", scenario_parse_fault_scope),
 };
 static const struct scenario_table scenario_fault_table =
     TABLE(scenario_fault_fields, scenario_check_fault);

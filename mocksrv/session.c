@@ -222,6 +222,136 @@ ms_session_hidden(const struct ms_session *s, const char *keyword, size_t len)
     return 0;
 }
 
+/* How long a rule's shaping lasts (FAULTS.md 1 "Scope"): reply for greeting, command and tls,
+ * session for accept; a tarpit with `for` lasts that long. */
+static enum ms_fault_scope
+session_fault_scope(const struct ms_fault_rule *r)
+{
+    if (r->scope != MS_SCOPE_DEFAULT)
+        return r->scope;
+    return r->at == MS_AT_ACCEPT ? MS_SCOPE_SESSION : MS_SCOPE_REPLY;
+}
+
+/* The shaping plan a pick goes into (reply: the next unit; otherwise the session plan, which
+ * ends at `until`). */
+static struct ms_shape_plan *
+session_plan(struct ms_session *s, const struct ms_fault_pick *pk, int64_t for_ms)
+{
+    struct ms_shape *sh = &s->conn.shape;
+    enum ms_fault_scope scope = session_fault_scope(pk->rule);
+    if (for_ms > 0 && scope == MS_SCOPE_REPLY && pk->rule->scope == MS_SCOPE_DEFAULT &&
+        pk->rule->at == MS_AT_ACCEPT)
+        scope = MS_SCOPE_SESSION;
+    struct ms_shape_plan *p = scope == MS_SCOPE_REPLY ? &sh->unit : &sh->session;
+    if (!p->active) {
+        memset(p, 0, sizeof *p);
+        p->active = 1;
+    }
+    int64_t until = scope == MS_SCOPE_DURATION ? ms_now() + pk->rule->scope_ms : 0;
+    if (for_ms > 0)
+        until = ms_now() + for_ms;
+    if (p != &sh->unit)
+        p->until = until;
+    return p;
+}
+
+static void
+session_plan_coords(struct ms_session *s, struct ms_shape_plan *p, const struct ms_fault_pick *pk)
+{
+    p->seed = s->srv->seed;
+    p->rule = pk->index;
+    p->session = pk->session;
+    p->match = pk->match;
+    p->k = 0;
+}
+
+/* Puts the shaping actions of fa into the connection's plans. Returns 1 when the next output
+ * unit is shaped (the caller flushes earlier output first, so the unit stands alone). */
+static int
+session_fault_shape(struct ms_session *s, const struct ms_fault_actions *fa)
+{
+    int shaped = 0;
+    if (fa->split.rule) {
+        struct ms_shape_plan *p = session_plan(s, &fa->split, 0);
+        p->has_split = 1;
+        p->split = fa->split.rule->split;
+        session_plan_coords(s, p, &fa->split);
+        shaped = 1;
+    } else if (fa->tarpit.rule) {
+        /* spamd's stutter: one byte per stutter for `for` (FAULTS.md 2) */
+        const struct ms_fault_rule *r = fa->tarpit.rule;
+        struct ms_shape_plan *p = session_plan(s, &fa->tarpit, r->tarpit_for_ms);
+        memset(&p->split, 0, sizeof p->split);
+        p->has_split = 1;
+        p->split.size_lo = p->split.size_hi = 1;
+        p->split.gap_lo = p->split.gap_hi = r->tarpit_stutter_ms;
+        session_plan_coords(s, p, &fa->tarpit);
+        shaped = 1;
+    }
+    if (fa->bandwidth.rule) {
+        struct ms_shape_plan *p = session_plan(s, &fa->bandwidth, 0);
+        p->bandwidth = fa->bandwidth.rule->bandwidth;
+        if (!p->has_split)
+            session_plan_coords(s, p, &fa->bandwidth);
+        shaped = 1;
+    }
+    if (fa->delay_pick.rule && session_fault_scope(fa->delay_pick.rule) != MS_SCOPE_REPLY) {
+        /* a delay before every output unit while the scope lasts (FAULTS.md example F) */
+        const struct ms_fault_rule *r = fa->delay_pick.rule;
+        struct ms_shape_plan *p = session_plan(s, &fa->delay_pick, 0);
+        p->has_delay = 1;
+        p->delay_lo = r->delay_lo;
+        p->delay_hi = r->delay_hi;
+        if (!p->has_split)
+            session_plan_coords(s, p, &fa->delay_pick);
+    }
+    if (fa->read.rule) {
+        const struct ms_fault_rule *r = fa->read.rule;
+        enum ms_fault_scope scope = r->scope;
+        int64_t until = scope == MS_SCOPE_DURATION ? ms_now() + r->scope_ms : 0;
+        /* at data the default is the payload; elsewhere the rest of the session */
+        int payload = r->at == MS_AT_DATA && scope == MS_SCOPE_DEFAULT;
+        ms_conn_read_shape(&s->conn, &r->read, until, payload);
+    }
+    return shaped;
+}
+
+/* 1 when fa's delay is a one-off before this output (scope reply), not a session plan's. */
+static int
+session_delay_now(const struct ms_fault_actions *fa)
+{
+    return fa->has_delay && fa->delay_ms > 0 &&
+           (!fa->delay_pick.rule || session_fault_scope(fa->delay_pick.rule) == MS_SCOPE_REPLY);
+}
+
+/* stall: neither read nor write for its time (true: until the server stops), bounded by the
+ * session's idle timeout unless it is `true`. Returns 1 when the session must end. */
+static int
+session_fault_stall(struct ms_session *s, const struct ms_fault_actions *fa)
+{
+    const struct ms_fault_rule *r = fa->stall.rule;
+    if (!r)
+        return 0;
+    int64_t idle = s->srv->sc->limits.idle_timeout_ms;
+    int64_t ms = r->stall_ms;
+    int forever = ms < 0;
+    int cut = !forever && idle > 0 && ms > idle;
+    if (cut)
+        ms = idle;
+    int rc = MOCKSRV_OK;
+    if (forever) {
+        while (rc == MOCKSRV_OK)
+            rc = ms_co_sleep(3600 * 1000);
+    } else {
+        rc = ms_co_sleep(ms);
+    }
+    if (rc == MOCKSRV_OK && !cut)
+        return 0; /* resume */
+    s->fault_closed = 1;
+    s->close_reason = MS_CLOSE_FAULT;
+    return 1;
+}
+
 /* Ends the connection as close.how says, after close.delay. */
 static void
 session_fault_close(struct ms_session *s, const struct ms_fault_actions *fa)
@@ -241,12 +371,23 @@ static void
 session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, const char *p,
                     size_t n, size_t event_lines)
 {
-    if (fa->has_delay && fa->delay_ms > 0) {
+    if (fa->stall.rule) {
+        ms_conn_flush(&s->conn, ms_session_deadline(s));
+        if (session_fault_stall(s, fa)) {
+            ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
+            return;
+        }
+    }
+    if (session_delay_now(fa)) {
         /* "before the output starts": what earlier commands got leaves now, this reply later */
         ms_conn_flush(&s->conn, ms_session_deadline(s));
         if (ms_co_sleep(fa->delay_ms) == MOCKSRV_ECANCELED && s->closing)
             return;
     }
+    /* a shaped unit stands alone: earlier replies of a pipelined batch leave first */
+    if (fa->split.rule || fa->tarpit.rule || fa->bandwidth.rule)
+        ms_conn_flush(&s->conn, ms_session_deadline(s));
+    int shaped = session_fault_shape(s, fa);
     struct ms_buf out = {0};
     if (fa->inject)
         ms_buf_puts(&out, fa->inject);
@@ -259,6 +400,8 @@ session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, con
     if (len > 0) /* a bare close sends nothing: no reply event either */
         ms_session_reply_raw(s, out.data, len, event_lines);
     ms_buf_fini(&out);
+    if (shaped)
+        ms_conn_flush(&s->conn, ms_session_deadline(s));
     if (fa->close_how != MS_CLOSE_NONE)
         session_fault_close(s, fa);
 }
@@ -304,7 +447,12 @@ ms_session_fault_event_at(struct ms_session *s, enum ms_fault_at at, const char 
     struct ms_fault_actions fa;
     if (!ms_fault_at(s, at, verb, NULL, received, &fa))
         return 0;
-    if (fa.has_delay && fa.delay_ms > 0)
+    if (session_fault_stall(s, &fa)) {
+        ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
+        return 1;
+    }
+    session_fault_shape(s, &fa);
+    if (session_delay_now(&fa))
         ms_co_sleep(fa.delay_ms);
     if (fa.send) {
         ms_session_reply_raw(s, fa.send, strlen(fa.send), 0);

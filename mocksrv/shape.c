@@ -1,22 +1,32 @@
 /*
  * shape.c - the one place where outgoing bytes meet the socket.
  *
- * Today it is a straight writev() with waits for writability; the faults stage adds splitting,
- * delays, bandwidth, stalls and cuts here, driven by the fault engine's decisions, so that no
- * protocol engine ever special-cases a fault. With no fault active it must stay a plain writev
- * with no copy.
+ * With no fault shaping active a write is a plain sendmsg loop with no copy. When a fault's
+ * shaping applies (FAULTS.md 2: delay, split, bandwidth; tarpit is a split of size 1), the
+ * output unit handed to ms_shape_writev - the greeting, one command's reply, one handshake
+ * flight, or a pipelined batch - is delayed, cut into pieces that each leave in their own send()
+ * (TCP_NODELAY is set on every session socket) with a gap between them, and paced by a token
+ * bucket refilled every 10 ms. The protocol engines never see any of it.
+ *
+ * Invariants:
+ *   - Every random value (piece sizes, gaps, delays) is ms_fault_draw of the plan's coordinates
+ *     and a per-plan draw counter: a run replays from its seed.
+ *   - A split guarantees separate send() calls, not separate client reads (gap 0 may coalesce).
+ *   - Sleeps end early only when the server stops (MOCKSRV_ECANCELED), never before their time.
  */
 #include "conn.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-ssize_t
-ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
-                int64_t deadline)
+#define SHAPE_TICK_MS 10
+
+/* Plain path: every byte of iov, waiting for writability. */
+static ssize_t
+shape_sendmsg(struct ms_io *io, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    (void)sh;
     struct iovec local[8];
     ms_assert(iovcnt > 0 && iovcnt <= (int)MS_ARRAY_LEN(local));
     memcpy(local, iov, sizeof *iov * (size_t)iovcnt);
@@ -51,4 +61,224 @@ ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, 
         }
     }
     return (ssize_t)total;
+}
+
+static uint64_t
+shape_draw(struct ms_shape_plan *p)
+{
+    /* k 0 and 1 are the rule's probability and delay draws in fault.c */
+    return ms_fault_draw(p->seed, (size_t)p->rule, p->session, p->match, 2 + p->k++);
+}
+
+static uint64_t
+shape_range(struct ms_shape_plan *p, uint64_t lo, uint64_t hi)
+{
+    return hi > lo ? lo + shape_draw(p) % (hi - lo + 1) : lo;
+}
+
+int64_t
+ms_shape_gap(struct ms_shape_plan *p)
+{
+    return (int64_t)shape_range(p, (uint64_t)p->split.gap_lo, (uint64_t)p->split.gap_hi);
+}
+
+int
+ms_shape_active(struct ms_shape *sh)
+{
+    if (sh->session.active && sh->session.until && ms_now() >= sh->session.until)
+        sh->session.active = 0;
+    return sh->unit.active || sh->session.active;
+}
+
+void
+ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sh->session.active)
+        *out = sh->session;
+    if (sh->unit.active) {
+        const struct ms_shape_plan *u = &sh->unit;
+        if (u->has_delay) {
+            out->has_delay = 1;
+            out->delay_lo = u->delay_lo;
+            out->delay_hi = u->delay_hi;
+        }
+        if (u->has_split) {
+            out->has_split = 1;
+            out->split = u->split;
+            out->seed = u->seed;
+            out->rule = u->rule;
+            out->session = u->session;
+            out->match = u->match;
+            out->k = u->k;
+        }
+        if (u->bandwidth)
+            out->bandwidth = u->bandwidth;
+        out->active = 1;
+    }
+}
+
+static int
+shape_off_cmp(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void
+ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
+              void (*cut)(void *arg, size_t off), void *arg)
+{
+    if (!p->has_split || len == 0)
+        return;
+    const struct ms_fault_split *sp = &p->split;
+    if (sp->lines) {
+        for (size_t i = 0; i + 1 < len; i++)
+            if (data[i] == '\n')
+                cut(arg, i + 1);
+        return;
+    }
+    if (sp->size_lo) {
+        for (size_t off = 0;;) {
+            off += shape_range(p, sp->size_lo, sp->size_hi);
+            if (off >= len)
+                return;
+            cut(arg, off);
+        }
+    }
+    /* offsets: counted from the unit's start, its end, or its first literal byte (a unit
+     * without a literal counts from its start) */
+    int64_t origin = sp->from == MS_FROM_END                                ? (int64_t)len
+                     : sp->from == MS_FROM_LITERAL && literal != UINT64_MAX ? (int64_t)literal
+                                                                            : 0;
+    size_t *offs = ms_calloc(sp->n_offsets ? sp->n_offsets : 1, sizeof *offs);
+    size_t n = 0;
+    for (size_t i = 0; i < sp->n_offsets; i++) {
+        int64_t o = origin + sp->offsets[i];
+        if (o > 0 && o < (int64_t)len)
+            offs[n++] = (size_t)o;
+    }
+    qsort(offs, n, sizeof *offs, shape_off_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || offs[i] != offs[i - 1])
+            cut(arg, offs[i]);
+    free(offs);
+}
+
+/* Token bucket: whole bytes that may leave now (at least 1), waiting for a tick if needed. */
+static int
+shape_tokens(struct ms_shape *sh, uint64_t bandwidth, size_t want, size_t *grant_r)
+{
+    double per_tick = (double)bandwidth * SHAPE_TICK_MS / 1000.0;
+    double cap = per_tick < 1.0 ? 1.0 : per_tick;
+    for (;;) {
+        int64_t now = ms_now();
+        if (sh->refill_at == 0) {
+            sh->refill_at = now;
+            sh->tokens = cap;
+        }
+        if (now > sh->refill_at) {
+            sh->tokens += (double)(now - sh->refill_at) * (double)bandwidth / 1000.0;
+            if (sh->tokens > cap)
+                sh->tokens = cap;
+            sh->refill_at = now;
+        }
+        if (sh->tokens >= 1.0) {
+            size_t g = (size_t)sh->tokens;
+            *grant_r = g < want ? g : want;
+            sh->tokens -= (double)*grant_r;
+            return MOCKSRV_OK;
+        }
+        int rc = ms_co_sleep(SHAPE_TICK_MS);
+        if (rc != MOCKSRV_OK)
+            return rc;
+    }
+}
+
+ssize_t
+ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, uint64_t bandwidth,
+              int64_t deadline)
+{
+    size_t done = 0;
+    while (done < n) {
+        size_t take = n - done;
+        if (bandwidth) {
+            int rc = shape_tokens(sh, bandwidth, take, &take);
+            if (rc != MOCKSRV_OK)
+                return rc;
+        }
+        struct iovec iov = {.iov_base = (char *)p + done, .iov_len = take};
+        ssize_t w = shape_sendmsg(io, &iov, 1, deadline);
+        if (w < 0)
+            return w;
+        done += take;
+    }
+    return (ssize_t)n;
+}
+
+/* The cut points of one unit, collected. */
+struct shape_cutlist {
+    size_t *offs;
+    size_t n, cap;
+};
+
+static void
+shape_collect(void *arg, size_t off)
+{
+    struct shape_cutlist *cl = arg;
+    if (cl->n == cl->cap) {
+        cl->cap = cl->cap ? cl->cap * 2 : 16;
+        cl->offs = ms_realloc(cl->offs, cl->cap * sizeof *cl->offs);
+    }
+    cl->offs[cl->n++] = off;
+}
+
+ssize_t
+ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
+                int64_t deadline)
+{
+    if (!ms_shape_active(sh))
+        return shape_sendmsg(io, iov, iovcnt, deadline);
+
+    struct ms_shape_plan p;
+    ms_shape_effective(sh, &p);
+    uint64_t literal = sh->literal;
+    int unit_split = sh->unit.active && sh->unit.has_split;
+    sh->literal = UINT64_MAX;
+    sh->unit.active = 0;
+
+    struct ms_buf flat = {0};
+    for (int i = 0; i < iovcnt; i++)
+        ms_buf_append(&flat, iov[i].iov_base, iov[i].iov_len);
+    ssize_t result = (ssize_t)flat.len;
+    int rc = MOCKSRV_OK;
+    if (p.has_delay) {
+        int64_t d = (int64_t)shape_range(&p, (uint64_t)p.delay_lo, (uint64_t)p.delay_hi);
+        if (d > 0)
+            rc = ms_co_sleep(d);
+    }
+    struct shape_cutlist cl = {0};
+    if (rc == MOCKSRV_OK)
+        ms_shape_cuts(&p, flat.data, flat.len, literal, shape_collect, &cl);
+    size_t start = 0;
+    for (size_t i = 0; rc == MOCKSRV_OK && i <= cl.n; i++) {
+        size_t end = i < cl.n ? cl.offs[i] : flat.len;
+        ssize_t w = ms_shape_send(sh, io, flat.data + start, end - start, p.bandwidth, deadline);
+        if (w < 0) {
+            rc = (int)w;
+            break;
+        }
+        start = end;
+        if (i < cl.n) {
+            int64_t gap = ms_shape_gap(&p);
+            if (gap > 0)
+                rc = ms_co_sleep(gap);
+        }
+    }
+    /* the session plan's draws go on where this unit left them */
+    if (sh->session.active && !unit_split)
+        sh->session.k = p.k;
+    free(cl.offs);
+    ms_buf_fini(&flat);
+    return rc == MOCKSRV_OK ? result : rc;
 }

@@ -663,6 +663,7 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
             return;
         }
     }
+    ms_conn_payload_end(sm->c); /* read shaping of this payload ends */
     ms_session_command_event(sm->s, ".", 1);
     if (ms_session_fault_command(sm->s, MS_AT_COMMAND, ".", "", 0)) {
         /* a fault answered the end of DATA: the message was not accepted */

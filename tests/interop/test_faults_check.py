@@ -239,24 +239,37 @@ class CheckTest(unittest.TestCase):
         rc, out = self.check_text(self.BASE)
         self.assertEqual(rc, 0, out)
 
-    def test_unsupported_actions_refused_with_position(self):
-        # later parts of the engine: refused, never silently ignored (fault.h)
+    def test_shaping_errors_with_position(self):
+        # bad shaping keys: a clear message at the key's position (line 6), exit 2
         cases = {
-            "split": "    split: { size: 1 }\n",
-            "bandwidth": "    bandwidth: 2KiB/s\n",
-            "read": "    read: stop\n",
-            "stall": "    stall: 1s\n",
-            "tarpit": "    tarpit: { stutter: 1s, for: 10s }\n",
-            "tls": "    tls: refuse\n",
-            "scope": "    scope: session\n",
+            "split": ("    split: { size: 1, offsets: [-1] }\n", "cannot be combined"),
+            "bandwidth": ("    bandwidth: fast\n", "bad rate"),
+            "read": ("    read: later\n", "stop or a mapping"),
+            "stall": ("    stall: false\n", "stalls nothing"),
+            "tarpit": ("    tarpit: { for: 10s }\n", "missing stutter"),
+            "scope": ("    scope: forever\n", "bad scope"),
         }
-        for key, extra in cases.items():
+        for key, (extra, message) in cases.items():
             with self.subTest(key=key):
                 rc, out = self.check_text(self.BASE + extra)
                 self.assertEqual(rc, 2, out)
-                self.assertIn("not supported yet", out)
+                self.assertIn(message, out)
                 self.assertIn(key, out)
-                self.assertIn(":6", out, "the position (line 6) of %s: %s" % (key, out))
+                self.assertIn(":6:", out, "the position (line 6) of %s: %s" % (key, out))
+
+    def test_shaping_accepted(self):
+        for extra in ("    split: { size: [1, 8], gap: [0ms, 5ms] }\n",
+                      "    split: { offsets: [-2, -1, 0, 1], from: literal, gap: 20ms }\n",
+                      "    split: { lines: true, gap: 6s, layer: tls }\n",
+                      "    bandwidth: 2KiB/s\n",
+                      "    read: { size: 1, gap: 2ms, bandwidth: 1KiB/s, window: 4KiB }\n",
+                      "    read: stop\n", "    stall: true\n", "    stall: 30s\n",
+                      "    tarpit: { stutter: 1s, for: 10s }\n",
+                      "    delay: 300ms\n    scope: session\n",
+                      "    delay: 300ms\n    scope: 10s\n"):
+            with self.subTest(rule=extra):
+                rc, out = self.check_text(self.BASE + extra)
+                self.assertEqual(rc, 0, out)
 
     def test_unsupported_events_refused(self):
         # at: tls and at: waiting are later parts; at: data only with received and only for

@@ -407,7 +407,7 @@ static const struct {
      "faults[0]: expected a rule (a mapping of when and actions), got \"reply\""},
     {R "{ when: { command: RCPT } }\n", 2, 5,
      "faults[0]: a rule needs at least one action (reply, replies, raw, send, inject, append, "
-     "hide, delay or close)"},
+     "hide, tls, delay, split, bandwidth, read, stall, close or tarpit)"},
     {R "{ delay: 1s }\n  - { name: x }\n", 3, 5, "faults[1]: a rule needs at least one action"},
     {R "{}\n", 2, 5, "faults[0]: a rule needs at least one action"},
     {R "{ delay: 1s, delya: 2s }\n", 2, 18,
@@ -574,22 +574,43 @@ static const struct {
     {R "{ close: { how: fin, after_bytes: lots } }\n", 2, 39,
      "faults[0].close.after_bytes: bad size \"lots\""},
     {R "{ close: { how: fin, delay: -1s } }\n", 2, 33, "faults[0].close.delay: bad duration"},
-    {R "{ close: { how: fin, from: literal } }\n", 2, 26,
-     "faults[0].close.from: not supported yet by this version"},
+    {R "{ close: { how: fin, from: end } }\n", 2, 26,
+     "faults[0].close: after_bytes counts from start or literal"},
     {R "{ close: { how: fin, hwo: rst } }\n", 2, 26,
      "faults[0].close.hwo: unknown key (did you mean \"how\"?)"},
-    /* keys of a later part */
-    {R "{ split: { size: 1 } }\n", 2, 7, "faults[0].split: not supported yet by this version"},
-    {R "{ delay: 1s, bandwidth: 2KiB/s }\n", 2, 18,
-     "faults[0].bandwidth: not supported yet by this version"},
-    {R "{ read: stop }\n", 2, 7, "faults[0].read: not supported yet by this version"},
-    {R "{ stall: 30s }\n", 2, 7, "faults[0].stall: not supported yet by this version"},
-    {R "{ tarpit: { stutter: 1s } }\n", 2, 7,
-     "faults[0].tarpit: not supported yet by this "
-     "version"},
+    /* shaping */
+    {R "{ split: { size: 1, offsets: [-1] } }\n", 2, 25,
+     "faults[0].split: offsets and size cannot be combined (one way of cutting per split)"},
+    {R "{ split: { lines: true, size: 2 } }\n", 2, 16,
+     "faults[0].split: lines and size cannot be combined"},
+    {R "{ split: { gap: 5ms } }\n", 2, 14, "faults[0].split: needs one of size, offsets or lines"},
+    {R "{ split: { size: [4, 1] } }\n", 2, 26, "faults[0].split.size[1]: 1 is below 4"},
+    {R "{ split: { size: 0 } }\n", 2, 22, "faults[0].split.size: 0 is out of range"},
+    {R "{ split: { offsets: [1, x] } }\n", 2, 29,
+     "faults[0].split.offsets[1]: bad offset \"x\" (a whole number of bytes"},
+    {R "{ split: { size: 1, from: end } }\n", 2, 25,
+     "faults[0].split: from applies to offsets only"},
+    {R "{ split: { offsets: [1], from: middle } }\n", 2, 36,
+     "faults[0].split.from: unknown origin \"middle\""},
+    {R "{ split: { size: 1, layer: ip } }\n", 2, 32,
+     "faults[0].split.layer: unknown layer \"ip\" (one of tcp, tls)"},
+    {R "{ split: 1 }\n", 2, 14, "faults[0].split: expected a mapping like {size: 1, gap: 5ms}"},
+    {R "{ delay: 1s, bandwidth: 2KiB }\n", 2, 29,
+     "faults[0].bandwidth: bad rate \"2KiB\" (use 2KiB/s, 500/s)"},
+    {R "{ bandwidth: 0/s }\n", 2, 18, "faults[0].bandwidth: bad rate \"0/s\""},
+    {R "{ read: go }\n", 2, 13, "faults[0].read: expected stop or a mapping"},
+    {R "{ read: {} }\n", 2, 13, "faults[0].read: needs size, gap, bandwidth or window"},
+    {R "{ read: { size: 1, gap: x } }\n", 2, 29, "faults[0].read.gap: bad duration \"x\""},
+    {R "{ read: { windw: 4KiB } }\n", 2, 15,
+     "faults[0].read.windw: unknown key (did you mean \"window\"?)"},
+    {R "{ stall: false }\n", 2, 14,
+     "faults[0].stall: stall: false stalls nothing (use a duration or true)"},
+    {R "{ stall: soon }\n", 2, 14, "faults[0].stall: expected a boolean"},
+    {R "{ tarpit: { for: 10s } }\n", 2, 15,
+     "faults[0].tarpit: missing stutter (the gap between bytes)"},
+    {R "{ delay: 1s, scope: forever }\n", 2, 25,
+     "faults[0].scope: bad scope \"forever\" (reply, session or a duration like 10s)"},
     {R "{ tls: refuse }\n", 2, 7, "faults[0].tls: not supported yet by this version"},
-    {R "{ delay: 1s, scope: session }\n", 2, 18,
-     "faults[0].scope: not supported yet by this version"},
     {R "{ splt: 1 }\n", 2, 7, "faults[0].splt: unknown key (did you mean \"split\"?)"},
     /* block style: the positions of the second rule */
     {"version: 1\nfaults:\n  - name: ok\n    delay: 1s\n  - name: bad\n    when:\n"
@@ -627,10 +648,10 @@ START_TEST(test_error_file)
     struct ms_scenario *sc = NULL;
     struct mocksrv_error err;
     char path[1024], want[2048];
-    snprintf(path, sizeof path, "%s/scenarios/faults-later.yaml", fixtures());
+    snprintf(path, sizeof path, "%s/scenarios/faults-bad-split.yaml", fixtures());
     ck_assert_int_eq(ms_scenario_load_file(path, &sc, &err), MOCKSRV_ESCENARIO);
     ck_assert_ptr_null(sc);
-    snprintf(want, sizeof want, "%s:5:5: faults[0].split: not supported yet by this version", path);
+    snprintf(want, sizeof want, "%s:5:23: faults[0].split: offsets and size cannot be combined (one way of cutting per split)", path);
     ck_assert_msg(strcmp(err.message, want) == 0, "got  %s\nwant %s", err.message, want);
 }
 END_TEST

@@ -1192,7 +1192,8 @@ START_TEST(test_error_exact)
         {"syntax.yaml", 4, 6,
          "YAML syntax error: did not find expected ',' or '}' (while parsing a flow mapping at "
          "3:7)"},
-        {"../faults-later.yaml", 5, 5, "faults[0].split: not supported yet by this version"},
+        {"../faults-bad-split.yaml", 5, 23,
+         "faults[0].split: offsets and size cannot be combined (one way of cutting per split)"},
         {"range.yaml", 4, 21, "limits.smtp_line_length: 100 is out of range (512 .. 64KiB)"},
     };
     for (size_t i = 0; i < MS_ARRAY_LEN(files); i++) {
