@@ -213,6 +213,7 @@ conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
             b->len += (size_t)n;
             b->data[b->len] = '\0';
             c->bytes_in += (uint64_t)n;
+            c->in_at = ms_now();
             return n;
         }
         if (n == 0) {
@@ -628,4 +629,20 @@ ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline)
     }
     c->eof = 1;
     c->failed = 1;
+}
+
+size_t
+ms_conn_input_pending(struct ms_conn *c, char *out, size_t cap)
+{
+    size_t avail = c->in.len - c->in_pos;
+    if (avail > 0) {
+        size_t n = MS_MIN(avail, cap);
+        memcpy(out, c->in.data + c->in_pos, n);
+        return n;
+    }
+    if (c->failed || c->fd < 0 || cap == 0)
+        return 0;
+    /* a look only: the bytes stay in the socket for the next read */
+    ssize_t n = recv(c->fd, out, cap, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 ? (size_t)n : 0;
 }

@@ -107,6 +107,7 @@ struct ms_conn {
     struct ms_buf out;
 
     uint64_t bytes_in; /* on the wire (ciphertext once TLS is up) */
+    int64_t in_at;     /* ms_now() when bytes last arrived (0: never) */
     uint64_t bytes_out;
 
     /* TLS (after STARTTLS or on an implicit listener): plaintext stays in in/out above */
@@ -175,5 +176,11 @@ void ms_conn_payload_end(struct ms_conn *c);
 
 /* With TLS up: flushes, then sends a close_notify alert (best effort). */
 void ms_conn_close_notify(struct ms_conn *c, int64_t deadline);
+
+/* Input the client has sent that no read has consumed yet, without consuming it: up to cap
+ * bytes copied to out from the buffered plaintext, else peeked from the socket (ciphertext
+ * under TLS; bytes already inside OpenSSL are not seen). Never waits. Returns the count. Used
+ * for expect.no_pregreet (did the client talk before the greeting was complete?). */
+size_t ms_conn_input_pending(struct ms_conn *c, char *out, size_t cap);
 
 #endif

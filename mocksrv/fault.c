@@ -220,6 +220,11 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
     } else {
         lo = hi = 0;
     }
+    if (at == MS_AT_DATA && received == 0) {
+        /* a new payload: `received` thresholds count from its first byte again */
+        for (size_t k = 0; k < sc->faults.n_rules; k++)
+            s->fault[k].received_fired = 0;
+    }
     size_t last = SIZE_MAX;
     while (a < n_any || lo < hi) {
         size_t i;
@@ -246,7 +251,16 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
             continue;
         if (r->args && !ms_glob(r->args, args ? args : "", 1))
             continue;
-        if (r->has_received && (received < r->received || fs->received_fired))
+        /* threshold rules (received at data, for at waiting; `received` carries the silence
+         * in ms at waiting) match once per payload or silence period, when it is first reached */
+        if (r->has_received || r->has_for) {
+            uint64_t need = r->has_for ? (uint64_t)r->for_ms : r->received;
+            if (received < need || fs->threshold_seen)
+                continue;
+            fs->threshold_seen = 1;
+        }
+        /* at data, a rule without `received` fires at the payload's start only */
+        if (at == MS_AT_DATA && !r->has_received && received != 0)
             continue;
         /* a match: counters advance whether or not the rule then fires */
         uint64_t count = r->count_run ? ++run->matches : ++fs->matches;
@@ -264,8 +278,6 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         }
         /* fires: each action key goes to the first firing rule */
         run->fired++;
-        if (r->has_received)
-            fs->received_fired = 1;
         json_t *taken = json_array();
         if ((r->has_reply || r->n_replies) && !out->has_reply && !out->raw) {
             const struct ms_fault_reply *rep = &r->reply;
@@ -380,21 +392,80 @@ ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at)
     return 0;
 }
 
+void
+ms_fault_period_start(struct ms_session *s, enum ms_fault_at at)
+{
+    const struct ms_scenario *sc = s->faults_sc;
+    for (size_t i = 0; sc && s->fault && i < sc->faults.n_rules; i++)
+        if (sc->faults.rules[i].at == at)
+            s->fault[i].threshold_seen = 0;
+}
+
+int64_t
+ms_fault_next_for(const struct ms_session *s, int64_t after_ms)
+{
+    const struct ms_scenario *sc = s->faults_sc;
+    int64_t next = -1;
+    for (size_t i = 0; sc && s->fault && i < sc->faults.n_rules; i++) {
+        const struct ms_fault_rule *r = &sc->faults.rules[i];
+        if (r->at != MS_AT_WAITING || !r->has_for || s->fault[i].ordinal == 0)
+            continue;
+        if (r->for_ms > after_ms && (next < 0 || r->for_ms < next))
+            next = r->for_ms;
+    }
+    return next;
+}
+
+void
+ms_fault_run_keep(struct ms_scenario *to, const struct ms_scenario *from)
+{
+    if (!from || !from->faults.run || !to->faults.run)
+        return;
+    /* each old rule gives its counters to at most one new rule: the first one, in file order,
+     * with the same name and the same definition */
+    unsigned char *used = ms_calloc(from->faults.n_rules ? from->faults.n_rules : 1, 1);
+    for (size_t i = 0; i < to->faults.n_rules; i++) {
+        const struct ms_fault_rule *r = &to->faults.rules[i];
+        for (size_t j = 0; r->source && j < from->faults.n_rules; j++) {
+            const struct ms_fault_rule *o = &from->faults.rules[j];
+            if (used[j] || !o->source || strcmp(o->name, r->name) != 0 ||
+                strcmp(o->source, r->source) != 0)
+                continue;
+            to->faults.run[i] = from->faults.run[j];
+            used[j] = 1;
+            break;
+        }
+    }
+    free(used);
+}
+
 int
 ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err)
 {
     for (size_t i = 0; i < sc->faults.n_rules; i++) {
         const struct ms_fault_rule *r = &sc->faults.rules[i];
         const char *why = NULL;
-        if (r->at == MS_AT_TLS || r->at == MS_AT_WAITING)
-            why = r->at == MS_AT_TLS ? "at: tls" : "at: waiting";
-        else if (r->at == MS_AT_DATA &&
-                 ((r->has_reply && !r->reply.pass) || r->n_replies || r->has_raw || r->inject ||
-                  r->append || r->n_hide || r->send))
-            why = "content actions at: data (only delay and close)";
-        else if (r->at == MS_AT_DATA &&
-                 (r->protocols & ((1u << MS_PROTO_POP3) | (1u << MS_PROTO_IMAP))))
-            why = "at: data for pop3 or imap (only SMTP and LMTP DATA)";
+        const char *bad = NULL; /* not "not supported yet": meaningless at this event */
+        if (r->at == MS_AT_TLS)
+            why = "at: tls";
+        else if (r->at == MS_AT_DATA && (r->protocols & (1u << MS_PROTO_IMAP)))
+            why = "at: data for imap (SMTP DATA/BDAT and SASL lines of SMTP and POP3 only)";
+        else if ((r->at == MS_AT_DATA || r->at == MS_AT_WAITING) && r->n_hide)
+            bad = r->at == MS_AT_DATA
+                      ? "hide edits a capability list (EHLO, CAPA); a payload has none: use it "
+                        "with command: EHLO or CAPA"
+                      : "hide edits a capability list (EHLO, CAPA); at: waiting sends none: use "
+                        "it with command: EHLO or CAPA";
+        if (bad) {
+            if (err) {
+                snprintf(err->file, sizeof err->file, "%s", sc->path);
+                err->line = r->line;
+                err->column = r->column;
+            }
+            return ms_error_set(err, MOCKSRV_ESCENARIO, "%s:%d:%d: faults[%zu] (%s): at: %s: %s",
+                                sc->path, r->line, r->column, i, r->name, ms_fault_at_name(r->at),
+                                bad);
+        }
         if (why) {
             if (err) {
                 snprintf(err->file, sizeof err->file, "%s", sc->path);

@@ -202,7 +202,9 @@ struct ms_fault_sess {
     unsigned ordinal; /* this connection's number among those the rule could apply to; 0: none */
     uint64_t matches;
     size_t replies_used;
-    int received_fired;
+    /* a threshold rule (received at data, for at waiting) matched in this payload or silence
+     * period: it matches once per period (ms_fault_period_start clears it) */
+    int threshold_seen;
 };
 
 /* The rule that won an action key at one event, with the coordinates of its draws. */

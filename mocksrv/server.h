@@ -223,8 +223,8 @@ enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const 
 
 void ms_fault_run_init(struct ms_scenario *sc);
 /* The loader parses every rule of FAULTS.md; this refuses, with the rule's position, what the
- * engine cannot carry out yet (at: tls, at: waiting, content actions at: data, data outside
- * SMTP), so nothing is silently ignored. */
+ * engine cannot carry out yet (at: tls, at: data for IMAP) and what means nothing at its event
+ * (hide at data or waiting), so nothing is silently ignored. */
 int ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err);
 void ms_fault_session_start(struct ms_session *s);
 void ms_fault_session_end(struct ms_session *s);
@@ -235,6 +235,15 @@ int ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, con
                 uint64_t received, struct ms_fault_actions *out);
 /* 1 when some rule of the session listens at this event (saves work on hot paths). */
 int ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at);
+/* A new payload (at data: a DATA body, a BDAT chunk, an AUTH exchange) or silence period (at
+ * waiting) starts: threshold rules (received / for) of that event may match again. */
+void ms_fault_period_start(struct ms_session *s, enum ms_fault_at at);
+/* The smallest `for` (ms) of the session's waiting rules that is greater than after_ms, or -1. */
+int64_t ms_fault_next_for(const struct ms_session *s, int64_t after_ms);
+/* Reload (FAULTS.md 5): each rule of `to` whose name and definition (source) equal a rule of
+ * `from` takes over that rule's run counters; the others start from zero. Both run states must
+ * be allocated (ms_fault_run_init); does nothing when `from` never ran. */
+void ms_fault_run_keep(struct ms_scenario *to, const struct ms_scenario *from);
 /* 1 when the actions replace the normal reply (reply, raw, or a bare close). */
 int ms_fault_replaces(const struct ms_fault_actions *fa);
 /* Sends the replacement output of fa (reply lines formatted for the protocol, or raw), with
@@ -246,6 +255,20 @@ int ms_session_fault_event(struct ms_session *s, enum ms_fault_at at);
 /* The same at `data` (verb: the command the payload belongs to; received: bytes so far). */
 int ms_session_fault_event_at(struct ms_session *s, enum ms_fault_at at, const char *verb,
                               uint64_t received);
+/* At an event that has no reply of its own (accept, data, waiting, end): carries out what fires
+ * (stall, shaping, delay, then as unsolicited output inject + the reply lines or raw bytes +
+ * send + append, cut by close.after_bytes, then close). received: payload bytes at data, the
+ * silence in ms at waiting. *replaced_r (may be NULL) is set to 1 when a reply or raw fired:
+ * at data that is an early answer to the payload's command. Returns 1 when the connection was
+ * closed (s->fault_closed). */
+int ms_session_fault_unsolicited(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                                 uint64_t received, int *replaced_r);
+/* Reads the next command line like ms_conn_read_line with the idle deadline; while waiting,
+ * carries out the session's `at: waiting` rules each time the client's silence reaches their
+ * `for` (verb: the last command received, NULL before any). Returns ms_conn_read_line's codes;
+ * MOCKSRV_ECLOSED with s->fault_closed set when a rule closed the connection. */
+int ms_session_read_command(struct ms_session *s, size_t limit, const char *verb,
+                            struct ms_line *line_r);
 /* At a greeting or command: when the rules replace the reply, sends the replacement and returns
  * 1 (the engine must not run the command); otherwise keeps the actions for the engine's reply
  * (ms_session_reply applies them) and returns 0. Check s->fault_closed afterwards. */

@@ -643,6 +643,17 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
     int64_t deadline = ms_session_deadline(sm->s);
     int done = 0;
     int data_faults = ms_fault_has_at(sm->s, MS_AT_DATA);
+    if (data_faults) {
+        /* the payload starts: rules without `received` fire here, once per payload, after
+         * the 354 left and before the first byte is read (so read shaping covers it all) */
+        ms_conn_flush(sm->c, deadline);
+        if (ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", 0)) {
+            ms_buf_fini(&data);
+            smtp_txn_reset(sm);
+            sm->done = 1;
+            return;
+        }
+    }
     while (!done) {
         int rc = ms_conn_fill(sm->c, deadline);
         if (rc != MOCKSRV_OK) {
@@ -655,7 +666,8 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
         size_t used = ms_dot_decode(&dot, p, avail, &data, max, &done);
         ms_conn_consume(sm->c, used);
         deadline = ms_session_deadline(sm->s);
-        if (data_faults && ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", dot.total)) {
+        if (data_faults && dot.total > 0 &&
+            ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", dot.total)) {
             /* a fault ended the connection mid-DATA (FAULTS.md example E) */
             ms_buf_fini(&data);
             smtp_txn_reset(sm);
