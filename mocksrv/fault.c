@@ -220,11 +220,6 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
     } else {
         lo = hi = 0;
     }
-    if (at == MS_AT_DATA && received == 0) {
-        /* a new payload: `received` thresholds count from its first byte again */
-        for (size_t k = 0; k < sc->faults.n_rules; k++)
-            s->fault[k].received_fired = 0;
-    }
     size_t last = SIZE_MAX;
     while (a < n_any || lo < hi) {
         size_t i;

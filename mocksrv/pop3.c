@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "dot.h"
+#include "expect.h"
 #include "sasl.h"
 #include "server.h"
 
@@ -45,6 +46,7 @@ struct pop3 {
     struct pop3_item *items;
     size_t n_items;
     int done;
+    char verb[8]; /* the last command received, for at: waiting rules ("" before any) */
     struct ms_buf reply;
 };
 
@@ -106,6 +108,11 @@ static void MS_PRINTF(2, 3) pop3_error(struct pop3 *p, const char *fmt, ...)
 static void
 pop3_transport_end(struct pop3 *p, int rc)
 {
+    if (p->s->fault_closed) {
+        /* a fault's close ended the connection (close_reason says so already) */
+        p->done = 1;
+        return;
+    }
     if (rc == MOCKSRV_ETIMEDOUT) {
         /* RFC 1939 3: the autologout timer; no UPDATE state. */
         pop3_fail(p, "Disconnected for inactivity.");
@@ -641,24 +648,37 @@ pop3_dispatch(struct pop3 *p, struct ms_line *line)
     const char *sp = memchr(line->data, ' ', line->len);
     size_t vl = sp ? (size_t)(sp - line->data) : line->len;
     const struct pop3_command *cmd = NULL;
+    p->verb[0] = '\0';
     if (vl < sizeof verb) {
         memcpy(verb, line->data, vl);
         verb[vl] = '\0';
+        memcpy(p->verb, verb, vl + 1);
         for (size_t i = 0; i < MS_ARRAY_LEN(pop3_commands); i++)
             if (ms_strcaseeq(pop3_commands[i].verb, verb))
                 cmd = &pop3_commands[i];
     }
-    if (!cmd) {
-        pop3_error(p, "Unknown command.");
-        return;
-    }
-    unsigned state = p->state == POP3_AUTHORIZATION ? POP3_IN_AUTH : POP3_IN_TRANS;
-    if (!(cmd->states & state)) {
-        pop3_error(p, p->state == POP3_AUTHORIZATION ? "Unknown command in AUTHORIZATION state."
-                                                     : "Unknown command in TRANSACTION state.");
-        return;
-    }
     const char *args = sp ? sp + 1 : "";
+    unsigned state = p->state == POP3_AUTHORIZATION ? POP3_IN_AUTH : POP3_IN_TRANS;
+    if (!cmd || !(cmd->states & state)) {
+        /* rules see unknown verbs and verbs of the other state too */
+        if (vl > 0 && vl < sizeof verb) {
+            for (char *v = verb; *v; v++)
+                *v = (char)(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
+            if (ms_session_fault_command(p->s, MS_AT_COMMAND, verb, args, 0) ||
+                p->s->fault_closed) {
+                p->done = p->s->fault_closed;
+                return;
+            }
+        }
+        if (!cmd)
+            pop3_error(p, "Unknown command.");
+        else
+            pop3_error(p, p->state == POP3_AUTHORIZATION
+                              ? "Unknown command in AUTHORIZATION state."
+                              : "Unknown command in TRANSACTION state.");
+        memset(&p->s->pending, 0, sizeof p->s->pending);
+        return;
+    }
     if (ms_session_fault_command(p->s, MS_AT_COMMAND, cmd->verb, args, 0) || p->s->fault_closed) {
         p->done = p->s->fault_closed;
         return;
@@ -696,9 +716,11 @@ ms_pop3_session(struct ms_session *s)
     }
     if (s->fault_closed)
         goto out;
+    ms_expect_greeting(s);
     while (!p.done) {
         struct ms_line line;
-        int rc = ms_conn_read_line(p.c, sc->limits.pop3_line_length, ms_session_deadline(s), &line);
+        int rc = ms_session_read_command(s, sc->limits.pop3_line_length,
+                                         p.verb[0] ? p.verb : NULL, &line);
         if (rc == MOCKSRV_ETOOLONG) {
             ms_session_command_event(s, "", 0);
             pop3_error(&p, "Line too long.");
@@ -709,6 +731,11 @@ ms_pop3_session(struct ms_session *s)
             break;
         }
         ms_session_command_event(s, line.data, line.len);
+        if (ms_expect_command(s, line.data, line.len)) {
+            /* expect enforce: (SPEC 3.5) refused in-band and not run; the session goes on */
+            pop3_fail(&p, "command not expected by the scenario");
+            continue;
+        }
         pop3_dispatch(&p, &line);
     }
 out:

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "dot.h"
+#include "expect.h"
 #include "sasl.h"
 #include "server.h"
 
@@ -51,6 +52,7 @@ struct smtp {
     char *helo; /* argument of the last EHLO/HELO/LHLO, or NULL */
     int ehlo;   /* the session used EHLO/LHLO: extensions apply */
     int done;   /* QUIT, fatal error or limit: leave the loop */
+    char verb[16]; /* the last command received ("." after a DATA body), for at: waiting rules */
     struct smtp_txn txn;
     struct ms_buf reply; /* the reply being composed */
 };
@@ -612,6 +614,11 @@ smtp_check_data_ready(struct smtp *sm)
 static void
 smtp_transport_end(struct smtp *sm, int rc)
 {
+    if (sm->s->fault_closed) {
+        /* a fault's close ended the connection (close_reason says so already) */
+        sm->done = 1;
+        return;
+    }
     if (rc == MOCKSRV_ETIMEDOUT) {
         smtp_reply(sm, 421, "4.4.2", "%s Error: timeout exceeded", sm->sc->hostname);
         sm->s->close_reason = MS_CLOSE_TIMEOUT;
@@ -643,11 +650,17 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
     int64_t deadline = ms_session_deadline(sm->s);
     int done = 0;
     int data_faults = ms_fault_has_at(sm->s, MS_AT_DATA);
+    /* An early answer (a reply or raw of an at: data rule, smtp-sink -A) goes out at once,
+     * mid-body. The message is then refused: the rest of the body is read and dropped (unless
+     * the rule closes or stops reading), the end of data gets no second reply, and the
+     * transaction is reset as by RSET. Later data rules of this body are not checked. */
+    int early = 0;
     if (data_faults) {
         /* the payload starts: rules without `received` fire here, once per payload, after
          * the 354 left and before the first byte is read (so read shaping covers it all) */
+        ms_fault_period_start(sm->s, MS_AT_DATA);
         ms_conn_flush(sm->c, deadline);
-        if (ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", 0)) {
+        if (ms_session_fault_unsolicited(sm->s, MS_AT_DATA, "DATA", 0, &early)) {
             ms_buf_fini(&data);
             smtp_txn_reset(sm);
             sm->done = 1;
@@ -663,20 +676,28 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
         }
         size_t avail;
         const char *p = ms_conn_peek(sm->c, &avail);
-        size_t used = ms_dot_decode(&dot, p, avail, &data, max, &done);
+        size_t used = ms_dot_decode(&dot, p, avail, early ? NULL : &data, max, &done);
         ms_conn_consume(sm->c, used);
         deadline = ms_session_deadline(sm->s);
-        if (data_faults && dot.total > 0 &&
-            ms_session_fault_event_at(sm->s, MS_AT_DATA, "DATA", dot.total)) {
+        if (data_faults && !early && dot.total > 0 &&
+            ms_session_fault_unsolicited(sm->s, MS_AT_DATA, "DATA", dot.total, &early)) {
             /* a fault ended the connection mid-DATA (FAULTS.md example E) */
             ms_buf_fini(&data);
             smtp_txn_reset(sm);
             sm->done = 1;
             return;
         }
+        if (early)
+            ms_buf_fini(&data);
     }
     ms_conn_payload_end(sm->c); /* read shaping of this payload ends */
     ms_session_command_event(sm->s, ".", 1);
+    memcpy(sm->verb, ".", 2);
+    if (early) {
+        smtp_txn_reset(sm);
+        ms_buf_fini(&data);
+        return;
+    }
     if (ms_session_fault_command(sm->s, MS_AT_COMMAND, ".", "", 0)) {
         /* a fault answered the end of DATA: the message was not accepted */
         smtp_txn_reset(sm);
@@ -686,6 +707,39 @@ smtp_cmd_data(struct smtp *sm, const char *verb, const char *args)
     if (sm->s->fault_closed)
         sm->done = 1;
     ms_buf_fini(&data);
+}
+
+/* Reads a BDAT chunk of size bytes into out (NULL: dropped) under the chunk's at: data rules
+ * (FAULTS.md 5: at: data + command: BDAT is its payload): rules without `received` at its
+ * start, thresholds as its bytes arrive. *early_r: a reply or raw answered the chunk early; the
+ * rest is then read and dropped. Returns MOCKSRV_OK or a transport error (MOCKSRV_ECLOSED with
+ * s->fault_closed when a rule closed the connection). */
+static int
+smtp_read_chunk(struct smtp *sm, uint64_t size, struct ms_buf *out, int *early_r)
+{
+    *early_r = 0;
+    if (!ms_fault_has_at(sm->s, MS_AT_DATA))
+        return ms_conn_read_n(sm->c, (size_t)size, out, ms_session_deadline(sm->s));
+    ms_fault_period_start(sm->s, MS_AT_DATA);
+    if (ms_session_fault_unsolicited(sm->s, MS_AT_DATA, "BDAT", 0, early_r))
+        return MOCKSRV_ECLOSED;
+    uint64_t got = 0;
+    while (got < size) {
+        int rc = ms_conn_fill(sm->c, ms_session_deadline(sm->s));
+        if (rc != MOCKSRV_OK)
+            return rc;
+        size_t avail;
+        const char *p = ms_conn_peek(sm->c, &avail);
+        size_t take = avail < size - got ? avail : (size_t)(size - got);
+        if (out && !*early_r)
+            ms_buf_append(out, p, take);
+        ms_conn_consume(sm->c, take);
+        got += take;
+        if (!*early_r && ms_session_fault_unsolicited(sm->s, MS_AT_DATA, "BDAT", got, early_r))
+            return MOCKSRV_ECLOSED;
+    }
+    ms_conn_payload_end(sm->c); /* read shaping of this payload ends */
+    return MOCKSRV_OK;
 }
 
 static void
@@ -722,10 +776,16 @@ smtp_cmd_bdat(struct smtp *sm, const char *verb, const char *args)
     int keep = ready && !t->bdat_too_big && size <= max - t->body.len;
     if (ready && !keep)
         t->bdat_too_big = 1;
-    int rc =
-        ms_conn_read_n(sm->c, (size_t)size, keep ? &t->body : NULL, ms_session_deadline(sm->s));
+    int early;
+    int rc = smtp_read_chunk(sm, size, keep ? &t->body : NULL, &early);
     if (rc != MOCKSRV_OK) {
         smtp_transport_end(sm, rc);
+        return;
+    }
+    if (early) {
+        /* a fault answered this chunk already (as for DATA): no reply of its own, and the
+         * transaction is over, so the chunks that follow get 503 */
+        smtp_txn_reset(sm);
         return;
     }
     if (!ready) {
@@ -955,16 +1015,29 @@ smtp_dispatch(struct smtp *sm, struct ms_line *line)
     const char *sp = memchr(line->data, ' ', line->len);
     size_t vl = sp ? (size_t)(sp - line->data) : line->len;
     const struct smtp_command *cmd = NULL;
+    sm->verb[0] = '\0';
     if (vl < sizeof verb) {
         memcpy(verb, line->data, vl);
         verb[vl] = '\0';
         cmd = smtp_find(sm, verb);
-    }
-    if (!cmd) {
-        smtp_error(sm, 500, "5.5.2", "Error: command not recognized");
-        return;
+        memcpy(sm->verb, verb, vl + 1);
     }
     const char *args = sp ? sp + 1 : "";
+    if (!cmd) {
+        /* rules see unknown verbs too (a reply for a command mocksrv does not know) */
+        if (vl > 0 && vl < sizeof verb) {
+            for (char *v = verb; *v; v++)
+                *v = (char)toupper((unsigned char)*v);
+            if (ms_session_fault_command(sm->s, MS_AT_COMMAND, verb, args, 0) ||
+                sm->s->fault_closed) {
+                sm->done = sm->s->fault_closed;
+                return;
+            }
+        }
+        smtp_error(sm, 500, "5.5.2", "Error: command not recognized");
+        memset(&sm->s->pending, 0, sizeof sm->s->pending);
+        return;
+    }
     if (ms_session_fault_command(sm->s, MS_AT_COMMAND, cmd->verb, args, 0) || sm->s->fault_closed) {
         sm->done = sm->s->fault_closed;
         return;
@@ -996,11 +1069,12 @@ ms_smtp_session(struct ms_session *s)
         smtp_reply(&sm, 220, NULL, "%s %s mocksrv", sc->hostname, sm.lmtp ? "LMTP" : "ESMTP");
     if (s->fault_closed)
         goto out;
+    ms_expect_greeting(s);
 
     while (!sm.done) {
         struct ms_line line;
-        int rc =
-            ms_conn_read_line(sm.c, sc->limits.smtp_line_length, ms_session_deadline(s), &line);
+        int rc = ms_session_read_command(s, sc->limits.smtp_line_length,
+                                         sm.verb[0] ? sm.verb : NULL, &line);
         if (rc == MOCKSRV_ETOOLONG) {
             ms_session_command_event(s, "", 0);
             smtp_error(&sm, 500, "5.5.2", "Error: line too long");
@@ -1011,6 +1085,11 @@ ms_smtp_session(struct ms_session *s)
             break;
         }
         ms_session_command_event(s, line.data, line.len);
+        if (ms_expect_command(s, line.data, line.len)) {
+            /* expect enforce: (SPEC 3.5) refused in-band and not run; the session goes on */
+            smtp_reply(&sm, 503, "5.5.1", "Command not expected by the scenario");
+            continue;
+        }
         smtp_dispatch(&sm, &line);
     }
 out:

@@ -1,0 +1,134 @@
+"""FAULTS.md 3 examples that had no test of their own yet, each run from fixtures/faults/:
+
+F (example-f-chaos.yaml): chaos mode replays from its seed. The same seed and the same client
+sequence give the same fault events (rules, sessions, counters, drawn probabilities and delays,
+actions) and the same bytes; another seed gives other events. Session 2 of pop3 gets every
+output at least 300 ms late (sticky-latency), and the messages arrive intact through chunky
+splits.
+
+G (example-g-tarpit.yaml): a tarpit MX. The two-line banner arrives one line at a time with the
+gap between, the first seconds of the session stutter one byte at a time, and every RCPT after
+the 20th is answered late."""
+import os
+import poplib
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mocksrv_harness import Mocksrv, code, wait_for  # noqa: E402
+from test_faults_check import Wire, fault_events, fault_fixture  # noqa: E402
+
+SMTP_SESSIONS = 3
+POP3_SESSIONS = 3
+
+
+def project(ev):
+    return (ev["rule"], ev["session"], ev["at"], ev.get("command"), ev["counters"],
+            ev["drawn"], ev["actions"])
+
+
+def smtp_session(port, n):
+    """EHLO, two transactions, QUIT; stops at a 421 (random-421 closes). Returns the replies."""
+    seen = []
+    w = Wire(port, timeout=20)
+    try:
+        seen.append(w.reply())
+        for cmd in ["EHLO c%d.example" % n, "MAIL FROM:<a@c.example>", "RCPT TO:<alice@mock.test>",
+                    "RSET", "MAIL FROM:<b@c.example>", "RCPT TO:<alice@mock.test>", "QUIT"]:
+            r = w.cmd(cmd)
+            seen.append(r)
+            if r.startswith("421"):
+                seen.append(w.read_to_end()[1])
+                break
+    finally:
+        w.close()
+    return seen
+
+
+def pop3_session(port):
+    """USER/PASS, RETR 1, TOP 2 0, QUIT through poplib: (message lines, top lines, reply times
+    after each command)."""
+    p = poplib.POP3("127.0.0.1", port, timeout=20)
+    waits = []
+    try:
+        for step in (lambda: p.user("alice"), lambda: p.pass_("secret")):
+            t0 = time.monotonic()
+            step()
+            waits.append(time.monotonic() - t0)
+        t0 = time.monotonic()
+        _, msg, _ = p.retr(1)
+        waits.append(time.monotonic() - t0)
+        _, top, _ = p.top(2, 0)
+        p.quit()
+    finally:
+        p.close()
+    return msg, top, waits
+
+
+def run_f(seed):
+    with Mocksrv(fault_fixture("example-f-chaos.yaml"), args=["--seed", str(seed)]) as srv:
+        smtp = [smtp_session(srv.port("smtp"), n) for n in range(SMTP_SESSIONS)]
+        pop3 = [pop3_session(srv.port("pop3")) for _ in range(POP3_SESSIONS)]
+        wait_for(lambda: len([e for e in srv.events() if e["event"] == "session.close"])
+                 >= SMTP_SESSIONS + POP3_SESSIONS, timeout=20, what="every session closed")
+        evs = [project(e) for e in fault_events(srv)]
+    if srv.returncode != 0:
+        raise AssertionError("mocksrv exit status %r" % srv.returncode)
+    return evs, smtp, pop3
+
+
+class ExampleFTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = run_f(1234)
+        cls.b = run_f(1234)
+        cls.c = run_f(99)
+
+    def test_same_seed_same_events_and_bytes(self):
+        self.assertGreater(len(self.a[0]), 10)
+        self.assertEqual(self.a[0], self.b[0])
+        self.assertEqual(self.a[1], self.b[1])
+        self.assertEqual([(m, t) for m, t, _ in self.a[2]], [(m, t) for m, t, _ in self.b[2]])
+
+    def test_other_seed_other_events(self):
+        self.assertNotEqual(self.a[0], self.c[0])
+
+    def test_jitter_drawn_in_range(self):
+        jitter = [e for e in self.a[0] + self.c[0] if e[0] == "jitter"]
+        self.assertGreater(len(jitter), 5)
+        for ev in jitter:
+            self.assertTrue(0 <= ev[5]["delay_ms"] <= 250, ev)
+        self.assertGreater(len({ev[5]["delay_ms"] for ev in jitter}), 3, "drawn per reply")
+
+    def test_sticky_latency_on_pop3_session_2(self):
+        for run in (self.a, self.c):
+            sticky = [e for e in run[0] if e[0] == "sticky-latency"]
+            self.assertEqual(len(sticky), 1, "fires once, at accept of the 2nd pop3 session")
+            _, _, waits = run[2][1]
+            for w in waits:
+                self.assertGreaterEqual(w, 0.3, "every reply of session 2 is >= 300 ms late")
+
+    def test_messages_intact_through_chunky_splits(self):
+        for run in (self.a, self.b, self.c):
+            msgs = {tuple(m) for m, _, _ in run[2]}
+            self.assertEqual(len(msgs), 1, "the same message bytes in every session")
+            self.assertGreater(sum(len(x) for x in msgs.pop()), 1500)
+        chunky = [e for run in (self.a, self.c) for e in run[0] if e[0] == "chunky"]
+        self.assertTrue(chunky, "chunky fired at least once in these runs")
+        for ev in chunky:
+            self.assertEqual(ev[6], ["split"])
+            self.assertLess(ev[5]["probability"], 0.5)
+
+    def test_slow_links_per_session(self):
+        for run in (self.a, self.c):
+            slow = [e for e in run[0] if e[0] == "slow-links"]
+            for ev in slow:
+                self.assertEqual(ev[2], "accept")
+                self.assertLess(ev[5]["probability"], 0.2)
+                self.assertEqual(ev[6], ["bandwidth"])
+            self.assertEqual(len({ev[1] for ev in slow}), len(slow), "at most once a session")
+
+
+if __name__ == "__main__":
+    unittest.main()
