@@ -130,5 +130,41 @@ class ExampleFTest(unittest.TestCase):
             self.assertEqual(len({ev[1] for ev in slow}), len(slow), "at most once a session")
 
 
+class ExampleGTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = Mocksrv(fault_fixture("example-g-tarpit.yaml")).start()
+        self.addCleanup(self.srv.cleanup)
+        self.addCleanup(self.srv.stop)
+
+    def test_tarpit_mx(self):
+        w = Wire(self.srv.port("mx"), timeout=20)
+        self.addCleanup(w.close)
+        first = w.take_until(b"\r\n")
+        second = w.take_until(b"\r\n")
+        self.assertEqual(first, b"220-mx.mock.test ESMTP (please wait)\r\n")
+        self.assertEqual(second, b"220 mx.mock.test ESMTP\r\n")
+        self.assertEqual([d for _, d in w.reads], [first, second], "one read per banner line")
+        self.assertGreaterEqual(w.reads[1][0] - w.reads[0][0], 0.6, "the greet wait")
+        # still inside the 2 s tarpit: the EHLO reply stutters a byte at a time
+        n = len(w.reads)
+        w.send("EHLO client.example\r\n")
+        ehlo = w.reply()
+        self.assertEqual(code(ehlo), 250)
+        early = [d for t, d in w.reads[n:] if t - w.connected_at < 1.9]
+        self.assertGreater(len(early), 5)
+        self.assertTrue(all(len(d) == 1 for d in early), early[:10])
+        time.sleep(max(0.0, w.connected_at + 2.2 - time.monotonic()))
+        self.assertEqual(code(w.cmd("MAIL FROM:<a@client.example>")), 250)
+        waits = []
+        for i in range(21):
+            t0 = time.monotonic()
+            self.assertEqual(code(w.cmd("RCPT TO:<u%d@mx.mock.test>" % i)), 250)
+            waits.append(time.monotonic() - t0)
+        self.assertGreaterEqual(waits[20], 0.3, "the 21st RCPT is answered late")
+        late = fault_events(self.srv, "rcpt-tarpit")
+        self.assertEqual([e["counters"]["match"] for e in late], [21])
+        w.cmd("QUIT")
+
+
 if __name__ == "__main__":
     unittest.main()
