@@ -36,6 +36,7 @@ ms_conn_init(struct ms_conn *c, struct ms_loop *loop, int fd)
     c->fd = fd;
     c->read_size = CONN_READ_FIRST;
     c->shape.literal = UINT64_MAX;
+    c->shape.cut_left = UINT64_MAX;
     int one = 1;
     /* Replies are small and already batched per pipelined group: never let Nagle hold them. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
@@ -232,6 +233,27 @@ conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
     }
 }
 
+void
+ms_conn_cut_after(struct ms_conn *c, uint64_t after_bytes, int how, int64_t delay_ms)
+{
+    c->shape.cut_left = after_bytes;
+    c->cut_how = how;
+    c->cut_delay_ms = delay_ms;
+}
+
+/* The session's byte allowance ran out in a write: close as the fault said. */
+static void
+conn_cut_close(struct ms_conn *c)
+{
+    if (!c->shape.cut_hit || c->cut_done)
+        return;
+    c->cut_done = 1;
+    if (c->cut_delay_ms > 0)
+        ms_co_sleep(c->cut_delay_ms);
+    ms_buf_clear(&c->out);
+    ms_conn_shutdown(c, c->cut_how, ms_deadline_in(1000));
+}
+
 /* Sends the ciphertext OpenSSL produced (handshake flights, records, alerts). */
 static int
 conn_send_cipher(struct ms_conn *c, int64_t deadline)
@@ -244,6 +266,7 @@ conn_send_cipher(struct ms_conn *c, int64_t deadline)
     c->bytes_out += c->cipher_out.len;
     ms_buf_clear(&c->cipher_out);
     if (n < 0) {
+        conn_cut_close(c);
         c->failed = 1;
         return (int)n;
     }
@@ -334,6 +357,134 @@ ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline, co
             *reason_r = n == MOCKSRV_ETIMEDOUT ? "handshake timed out"
                         : n == MOCKSRV_ECLOSED ? "connection closed during the handshake"
                                                : "connection failed during the handshake";
+            return (int)n;
+        }
+        ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
+    }
+}
+
+/* ---- handshakes broken on purpose (FAULTS.md 2 `tls:`, 6) ---- */
+
+/* The largest record a ClientHello may come in: 2^14 bytes of plaintext (RFC 8446 5.1) plus
+ * the expansion TLS 1.2 allows (RFC 5246 6.2.3). A header announcing more is not a record. */
+#define CONN_RECORD_MAX (16384 + 2048)
+
+/* Reads the client's first record into c->cipher_in (emptied first): its 5-byte header and
+ * the length that gives, or what the first read brought when it does not start like a
+ * handshake record (content type 22), e.g. a client that sends plaintext instead. */
+static int
+conn_read_record(struct ms_conn *c, int64_t deadline)
+{
+    ms_buf_clear(&c->cipher_in);
+    for (;;) {
+        const unsigned char *d = (const unsigned char *)c->cipher_in.data;
+        size_t have = c->cipher_in.len;
+        if (have >= 1 && d[0] != 22)
+            return MOCKSRV_OK;
+        if (have >= 5) {
+            size_t len = (size_t)d[3] << 8 | d[4];
+            if (len > CONN_RECORD_MAX || have >= 5 + len)
+                return MOCKSRV_OK;
+        }
+        ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
+        if (n < 0)
+            return (int)n;
+    }
+}
+
+static const char *
+conn_handshake_reason(int rc)
+{
+    return rc == MOCKSRV_ETIMEDOUT  ? "handshake timed out"
+           : rc == MOCKSRV_ECLOSED  ? "connection closed during the handshake"
+           : rc == MOCKSRV_ECANCELED ? "server stopping during the handshake"
+                                     : "connection failed during the handshake";
+}
+
+int
+ms_conn_read_hello(struct ms_conn *c, int64_t deadline)
+{
+    int rc = ms_conn_flush(c, deadline);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    ms_conn_discard_input(c);
+    rc = conn_read_record(c, deadline);
+    ms_buf_clear(&c->cipher_in);
+    return rc;
+}
+
+/* Sends the first n bytes of the ciphertext OpenSSL produced and drops the rest. */
+static int
+conn_send_cipher_part(struct ms_conn *c, size_t n, int64_t deadline)
+{
+    int rc = MOCKSRV_OK;
+    if (n > 0) {
+        struct iovec iov = {.iov_base = c->cipher_out.data, .iov_len = n};
+        ssize_t w = ms_shape_writev(&c->shape, c->io, &iov, 1, deadline);
+        c->bytes_out += n;
+        if (w < 0) {
+            c->failed = 1;
+            rc = (int)w;
+        }
+    }
+    ms_buf_clear(&c->cipher_out);
+    return rc;
+}
+
+int
+ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
+                    const struct ms_conn_tls_opts *o, const char **reason_r)
+{
+    *reason_r = NULL;
+    int rc = ms_conn_flush(c, deadline);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    ms_conn_discard_input(c); /* RFC 3207 4.2, as in ms_conn_starttls */
+    c->tls = ms_tls_create(ctx);
+    if (o->stop != MS_CONN_TLS_COMPLETE || o->delay_ms > 0) {
+        /* the ClientHello is read here, so that the stop or the delay comes after it */
+        rc = conn_read_record(c, deadline);
+        if (rc != MOCKSRV_OK) {
+            *reason_r = conn_handshake_reason(rc);
+            return rc;
+        }
+        if (o->stop == MS_CONN_TLS_AFTER_HELLO)
+            return MOCKSRV_OK; /* OpenSSL never sees it: no server flight */
+        if (o->delay_ms > 0 && (rc = ms_co_sleep(o->delay_ms)) != MOCKSRV_OK) {
+            *reason_r = conn_handshake_reason(rc);
+            return rc;
+        }
+        ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
+    }
+    for (;;) {
+        enum ms_tls_status st = ms_tls_handshake(c->tls);
+        if (o->stop >= MS_CONN_TLS_MID_FLIGHT && (st == MS_TLS_OK || st == MS_TLS_WANT_INPUT)) {
+            /* the server's first flight: all of it, or the part asked for, then stop */
+            ms_tls_drain(c->tls, &c->cipher_out);
+            size_t n = c->cipher_out.len;
+            if (n > 0) {
+                if (o->stop == MS_CONN_TLS_MID_FLIGHT)
+                    n = o->flight_bytes == UINT64_MAX ? n / 2 : (size_t)MS_MIN(n, o->flight_bytes);
+                rc = conn_send_cipher_part(c, n, deadline);
+                if (rc != MOCKSRV_OK)
+                    *reason_r = conn_handshake_reason(rc);
+                return rc;
+            }
+        }
+        rc = conn_send_cipher(c, deadline);
+        if (st == MS_TLS_OK)
+            return rc;
+        if (st != MS_TLS_WANT_INPUT) {
+            *reason_r = st == MS_TLS_CLOSED ? "closed by the peer" : ms_tls_error(c->tls);
+            c->failed = 1;
+            return MOCKSRV_ETLS;
+        }
+        if (rc != MOCKSRV_OK)
+            return rc;
+        ms_buf_clear(&c->cipher_in);
+        ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
+        if (n < 0) {
+            *reason_r = conn_handshake_reason((int)n);
             return (int)n;
         }
         ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
@@ -585,6 +736,7 @@ ms_conn_flush(struct ms_conn *c, int64_t deadline)
     else
         ms_buf_clear(&c->out);
     if (n < 0) {
+        conn_cut_close(c);
         c->failed = 1;
         return (int)n;
     }
@@ -645,4 +797,14 @@ ms_conn_input_pending(struct ms_conn *c, char *out, size_t cap)
     /* a look only: the bytes stay in the socket for the next read */
     ssize_t n = recv(c->fd, out, cap, MSG_PEEK | MSG_DONTWAIT);
     return n > 0 ? (size_t)n : 0;
+}
+
+int64_t
+ms_conn_input_age(struct ms_conn *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (c->fd < 0 || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return -1;
+    return ti.tcpi_last_data_recv;
 }

@@ -48,6 +48,10 @@ struct ms_shape {
     double tokens; /* bandwidth: bytes that may leave now */
     int64_t refill_at;
     uint64_t literal; /* offset of the unit's first literal byte (IMAP), UINT64_MAX: none */
+    /* close.after_bytes over the whole session (Toxiproxy limit_data): bytes that may still
+     * leave (UINT64_MAX: no limit); once used up the write stops there and cut_hit is set */
+    uint64_t cut_left;
+    int cut_hit;
 };
 
 /* Writes every byte of iov to io's fd, waiting for writability up to deadline, shaped as the
@@ -102,6 +106,9 @@ struct ms_conn {
     size_t read_size; /* room asked for before each recv: grows while reads fill it */
     int drained;      /* the last recv was short: wait for an edge before the next one */
     struct ms_read_plan rplan; /* a fault's read shaping, when active */
+    int cut_how;               /* ms_conn_cut_after: how and when the cut closes */
+    int64_t cut_delay_ms;
+    int cut_done;              /* the cut closed the connection (session.close reason fault) */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;
@@ -162,11 +169,49 @@ int ms_conn_flush(struct ms_conn *c, int64_t deadline);
  * error (ECLOSED, ETIMEDOUT, ECANCELED, EIO) with *reason_r describing it. */
 int ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
                      const char **reason_r);
+
+/* Where a handshake stops on purpose (FAULTS.md 6 "TLS phases with memory BIOs"). The phase
+ * names are the server's behaviour, not record types: TLS 1.3 sends ServerHello .. Finished as
+ * one first flight, TLS 1.2 ServerHello .. ServerHelloDone. */
+enum ms_conn_tls_stop {
+    MS_CONN_TLS_COMPLETE,     /* no stop: the whole handshake (after the delay) */
+    MS_CONN_TLS_AFTER_HELLO,  /* the ClientHello is read and never given to OpenSSL */
+    MS_CONN_TLS_MID_FLIGHT,   /* only flight_bytes of the server's first flight leave */
+    MS_CONN_TLS_AFTER_FLIGHT, /* the whole first flight leaves, then nothing is read */
+};
+
+/* A handshake with a fault (ms_conn_starttls_ex). Zeroed = the normal handshake. */
+struct ms_conn_tls_opts {
+    enum ms_conn_tls_stop stop;
+    uint64_t flight_bytes; /* MID_FLIGHT: bytes forwarded; UINT64_MAX: half the flight */
+    int64_t delay_ms;      /* between the ClientHello and the server's first flight */
+    /* the actions of the `at: tls` rules that fired (borrowed; NULL: none), for what shapes
+     * the handshake flights (split, bandwidth: the shaping part of the faults) */
+    const struct ms_fault_actions *fa;
+};
+
+/* ms_conn_starttls with the fault o describes: the ClientHello is read first (5-byte record
+ * header and the length it gives, RFC 8446 5.1) when the handshake stops or is delayed, then
+ * the handshake runs until o->stop. Returns MOCKSRV_OK when the handshake completed
+ * (MS_CONN_TLS_COMPLETE) or reached its stop: c->tls is then set but carries nothing (the
+ * caller ends the connection); otherwise as ms_conn_starttls. The normal path stays
+ * ms_conn_starttls. */
+int ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
+                        const struct ms_conn_tls_opts *o, const char **reason_r);
+/* For the faults that answer a ClientHello without OpenSSL (a raw alert, garbage): flushes
+ * pending plaintext (the go-ahead), throws away buffered input, reads the client's first TLS
+ * record as above (or what the first read brought when it does not start like a handshake
+ * record) and drops it. Returns MOCKSRV_OK or a transport error. */
+int ms_conn_read_hello(struct ms_conn *c, int64_t deadline);
 /* Ends the connection on purpose (a fault's close): how is an enum ms_close_how of fault.h.
  * FIN: shutdown(SHUT_WR), drain what the peer still sends (until its EOF or the deadline),
  * close. RST: SO_LINGER {1, 0} then close, discarding unsent data. HALF: shutdown(SHUT_WR)
  * only; reads go on. Unflushed output is sent first (except for RST). */
 void ms_conn_shutdown(struct ms_conn *c, int how, int64_t deadline);
+
+/* close.after_bytes with scope session: after `after_bytes` more bytes on the wire, the
+ * connection ends as `how` says, `delay_ms` later (the session sees a closed connection). */
+void ms_conn_cut_after(struct ms_conn *c, uint64_t after_bytes, int how, int64_t delay_ms);
 
 /* Starts read shaping (a fault's `read`): window sets SO_RCVBUF now. */
 void ms_conn_read_shape(struct ms_conn *c, const struct ms_fault_read *rd, int64_t until,
@@ -182,5 +227,8 @@ void ms_conn_close_notify(struct ms_conn *c, int64_t deadline);
  * under TLS; bytes already inside OpenSSL are not seen). Never waits. Returns the count. Used
  * for expect.no_pregreet (did the client talk before the greeting was complete?). */
 size_t ms_conn_input_pending(struct ms_conn *c, char *out, size_t cap);
+/* Milliseconds since the kernel last received data from the peer (TCP_INFO
+ * tcpi_last_data_recv, jiffies resolution), or -1 when unknown. */
+int64_t ms_conn_input_age(struct ms_conn *c);
 
 #endif

@@ -330,6 +330,8 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         struct ms_fault_pick pick = {r, (uint32_t)i, fs->ordinal, count};
         if (delay >= 0)
             out->delay_pick = pick;
+        if (out->close_how == r->close_how && r->close_how != MS_CLOSE_NONE && !out->close_pick.rule)
+            out->close_pick = pick;
         if (r->has_split && !out->split.rule) {
             out->split = pick;
             json_array_append_new(taken, json_string("split"));
@@ -349,6 +351,13 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         if (r->has_tarpit && !out->tarpit.rule) {
             out->tarpit = pick;
             json_array_append_new(taken, json_string("tarpit"));
+        }
+        if (r->tls && !out->tls) {
+            out->tls = r->tls;
+            out->tls_stall = r->tls_stall;
+            out->tls_after_bytes = r->tls_after_bytes;
+            out->has_tls_after = r->has_tls_after;
+            json_array_append_new(taken, json_string("tls"));
         }
         out->fired++;
         if (ms_events_wanted(&srv->events)) {
@@ -441,8 +450,10 @@ ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *er
         const struct ms_fault_rule *r = &sc->faults.rules[i];
         const char *why = NULL;
         const char *bad = NULL; /* not "not supported yet": meaningless at this event */
-        if (r->at == MS_AT_TLS)
-            why = "at: tls";
+        if (r->at == MS_AT_TLS &&
+            (r->has_split || r->bandwidth || r->has_read || r->has_stall || r->has_tarpit))
+            why = "shaping at: tls (split, bandwidth, read, stall, tarpit; tls, delay and close "
+                  "work)";
         else if (r->at == MS_AT_DATA && (r->protocols & (1u << MS_PROTO_IMAP)))
             why = "at: data for imap (SMTP DATA/BDAT and SASL lines of SMTP and POP3 only)";
         else if ((r->at == MS_AT_DATA || r->at == MS_AT_WAITING) && r->n_hide)

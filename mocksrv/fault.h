@@ -234,7 +234,7 @@ struct ms_fault_actions {
     int64_t close_delay_ms;
     enum ms_fault_from close_from;
     /* shaping: the winning rule of each key with its draw coordinates (rule NULL: none) */
-    struct ms_fault_pick delay_pick, split, bandwidth, read, stall, tarpit;
+    struct ms_fault_pick delay_pick, close_pick, split, bandwidth, read, stall, tarpit;
     enum ms_fault_tls tls;
     enum ms_fault_tls_phase tls_stall;
     uint64_t tls_after_bytes;

@@ -10,6 +10,8 @@
  */
 #include "server.h"
 
+#include "expect.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -273,6 +275,7 @@ session_main(void *arg)
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "connected", 9);
     ms_fault_session_start(s);
+    ms_expect_session_start(s);
     if (ms_session_fault_event(s, MS_AT_ACCEPT))
         goto done;
 
@@ -286,6 +289,9 @@ session_main(void *arg)
     case MS_PROTO_POP3:
         ms_pop3_session(s);
         break;
+    case MS_PROTO_SCRIPT:
+        ms_script_session(s);
+        break;
     default:
         s->close_reason = MS_CLOSE_ERROR;
         break;
@@ -293,9 +299,17 @@ session_main(void *arg)
     if (!s->fault_closed && !s->conn.failed && ms_session_fault_event(s, MS_AT_END))
         goto done;
     ms_conn_close_notify(&s->conn, ms_deadline_in(1000));
+    /* a script ends where its steps end, maybe while the client still sends (a mismatch, a
+     * script shorter than the dialogue): FIN and drain, so that the close is no RST */
+    if (s->listener->protocol == MS_PROTO_SCRIPT && !s->conn.failed)
+        ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
 done:
+    if (s->conn.cut_done) /* close.after_bytes over the session ran out */
+        s->close_reason = MS_CLOSE_FAULT;
     ms_fault_session_end(s);
     ms_conn_flush(&s->conn, ms_deadline_in(1000));
+    /* expect.fail events of this session come before its session.close */
+    ms_expect_session_end(s, server_close_reasons[s->close_reason]);
 
     if (ms_events_wanted(&srv->events)) {
         json_t *ev = ms_session_event(s, "session.close");
@@ -390,6 +404,8 @@ server_on_accept(void *arg, uint32_t events)
 static void
 server_stop_now(struct ms_server *srv)
 {
+    /* every session has ended: the run-wide expectations (messages, sessions) */
+    ms_expect_run_end(srv);
     srv->stopped = 1;
     ms_loop_stop(srv->loop);
 }
@@ -631,7 +647,7 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct ms_listener *l = &srv->listeners[i];
         if (l->protocol != MS_PROTO_SMTP && l->protocol != MS_PROTO_LMTP &&
-            l->protocol != MS_PROTO_POP3) {
+            l->protocol != MS_PROTO_POP3 && l->protocol != MS_PROTO_SCRIPT) {
             rc = ms_error_set(err, MOCKSRV_EUNSUPPORTED,
                               "listener %s: protocol %s is not supported by this version", l->name,
                               ms_proto_name(l->protocol));
@@ -641,6 +657,10 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
     int need_tls = 0;
     for (size_t i = 0; i < srv->n_listeners; i++)
         need_tls |= srv->listeners[i].tls != MS_TLS_NONE;
+    /* a script listener with a starttls step (SPEC 3.4) needs the context as well */
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        for (size_t k = 0; k < sc->listeners[i].n_script; k++)
+            need_tls |= sc->listeners[i].script[k].op == MS_SCRIPT_STARTTLS;
     /* --cert is checked even when no listener uses it: a bad file is an error at start */
     if ((need_tls || srv->cert_file) && !srv->tls_ctx) {
         struct ms_tls_options opt = {
@@ -742,6 +762,11 @@ ms_server_reload(struct ms_server *srv, struct mocksrv_error *err)
         if (acc)
             acc->pop3_locked = old->pop3_locked;
     }
+    /* FAULTS.md 5: a rule whose name and definition did not change keeps its run counters
+     * (nth/every/after with count: run, times, replies, its connection count); the others
+     * start from zero. Sessions already open keep counting against their old rules. */
+    ms_fault_run_init(sc);
+    ms_fault_run_keep(sc, srv->sc);
     server_retire(srv);
     srv->sc = sc;
     srv->store = store;

@@ -93,6 +93,39 @@ session_sasl_read(struct ms_session *s, size_t limit, struct ms_line *line, int 
     return 1;
 }
 
+/* Reads continuation lines until one goes to the mechanism: the `at: data` rules of the AUTH
+ * command (FAULTS.md 4: CPython's _auth_buggy) see every line, with `received` counting the
+ * exchange's continuation bytes (CRLF included). A reply or raw that fires answers the line
+ * instead of the mechanism, and the client's next line is read; delay and shaping act before
+ * the next output; a close ends the exchange. The client's "*" (cancel) is not payload: it
+ * always reaches the caller. Returns like session_sasl_read; on a fault's close, 0 with
+ * MOCKSRV_ECLOSED (s->fault_closed set). */
+static int
+session_sasl_payload(struct ms_session *s, size_t limit, struct ms_line *line, int *rc_r,
+                     uint64_t *received)
+{
+    /* the verb of the command the lines belong to, as rules name it */
+    const char *verb = s->listener->protocol == MS_PROTO_IMAP ? "AUTHENTICATE" : "AUTH";
+    int faults = ms_fault_has_at(s, MS_AT_DATA);
+    for (;;) {
+        if (!session_sasl_read(s, limit, line, rc_r))
+            return 0;
+        if (!faults || !line->data || (line->len == 1 && line->data[0] == '*'))
+            return 1;
+        *received += line->len + (line->bare_lf ? 1 : 2);
+        /* each line is a payload's start for the rules without `received` (fault.c fires
+         * them at received 0 only); then the exchange's thresholds */
+        int replaced = 0;
+        if (ms_session_fault_unsolicited(s, MS_AT_DATA, verb, 0, &replaced) ||
+            (!replaced && ms_session_fault_unsolicited(s, MS_AT_DATA, verb, *received, &replaced))) {
+            *rc_r = MOCKSRV_ECLOSED;
+            return 0;
+        }
+        if (!replaced)
+            return 1;
+    }
+}
+
 enum ms_sasl_outcome
 ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial, const char *prefix,
                 size_t line_limit, const struct ms_user **user_r, int *rc_r)
@@ -105,10 +138,12 @@ ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial, const 
     *user_r = NULL;
     *rc_r = MOCKSRV_OK;
 
+    uint64_t received = 0; /* continuation bytes of this exchange, for at: data rules */
+    ms_fault_period_start(s, MS_AT_DATA);
     enum ms_sasl_result r = ms_sasl_step(sasl, initial, initial ? strlen(initial) : 0, &challenge);
     while (r == MS_SASL_CONTINUE) {
         session_challenge(s, prefix, challenge);
-        if (!session_sasl_read(s, line_limit, &line, rc_r)) {
+        if (!session_sasl_payload(s, line_limit, &line, rc_r, &received)) {
             out = MS_SASL_TRANSPORT;
             goto done;
         }
@@ -141,7 +176,7 @@ ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial, const 
         /* XOAUTH2 / OAUTHBEARER (RFC 7628 3.2.3): an error challenge, the client's dummy
          * response, then the failure reply. */
         session_challenge(s, prefix, fail);
-        if (!session_sasl_read(s, line_limit, &line, rc_r)) {
+        if (!session_sasl_payload(s, line_limit, &line, rc_r, &received)) {
             out = MS_SASL_TRANSPORT;
             goto done;
         }
@@ -165,27 +200,27 @@ ms_session_needs_tls(const struct ms_session *s)
     return !s->tls && s->listener->tls == MS_TLS_REQUIRED;
 }
 
-int
-ms_session_starttls(struct ms_session *s)
+/* A handshake that failed by itself (not by a fault): tls.fail, the transcript, the reason. */
+static void
+session_tls_failed(struct ms_session *s, int rc, const char *reason)
 {
     struct ms_server *srv = s->srv;
-    if (ms_events_wanted(&srv->events))
-        ms_session_emit(s, ms_session_event(s, "tls.start"));
-    const char *reason = NULL;
-    int rc = ms_conn_starttls(&s->conn, srv->tls_ctx, ms_session_deadline(s), &reason);
-    if (rc != MOCKSRV_OK) {
-        if (ms_events_wanted(&srv->events)) {
-            json_t *ev = ms_session_event(s, "tls.fail");
-            json_object_set_new(ev, "reason", json_string(reason ? reason : mocksrv_strerror(rc)));
-            ms_session_emit(s, ev);
-        }
-        ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS handshake failed", 20);
-        s->close_reason = rc == MOCKSRV_ETIMEDOUT   ? MS_CLOSE_TIMEOUT
-                          : rc == MOCKSRV_ECLOSED   ? MS_CLOSE_PEER
-                          : rc == MOCKSRV_ECANCELED ? MS_CLOSE_SHUTDOWN
-                                                    : MS_CLOSE_ERROR;
-        return rc;
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_session_event(s, "tls.fail");
+        json_object_set_new(ev, "reason", json_string(reason ? reason : mocksrv_strerror(rc)));
+        ms_session_emit(s, ev);
     }
+    ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS handshake failed", 20);
+    s->close_reason = rc == MOCKSRV_ETIMEDOUT   ? MS_CLOSE_TIMEOUT
+                      : rc == MOCKSRV_ECLOSED   ? MS_CLOSE_PEER
+                      : rc == MOCKSRV_ECANCELED ? MS_CLOSE_SHUTDOWN
+                                                : MS_CLOSE_ERROR;
+}
+
+static void
+session_tls_done(struct ms_session *s)
+{
+    struct ms_server *srv = s->srv;
     s->tls = 1;
     const char *subject = ms_tls_peer_subject(s->conn.tls);
     free(s->tls_client);
@@ -199,7 +234,199 @@ ms_session_starttls(struct ms_session *s)
         ms_session_emit(s, ev);
     }
     ms_transcript(&srv->events, s->id, s->listener->name, '*', "TLS established", 15);
+}
+
+static int session_tls_fault(struct ms_session *s, const struct ms_fault_actions *cmd,
+                             const struct ms_fault_actions *at);
+
+int
+ms_session_starttls(struct ms_session *s)
+{
+    return ms_session_starttls_fault(s, NULL);
+}
+
+int
+ms_session_starttls_fault(struct ms_session *s, const struct ms_fault_actions *cmd)
+{
+    struct ms_server *srv = s->srv;
+    if (ms_events_wanted(&srv->events))
+        ms_session_emit(s, ms_session_event(s, "tls.start"));
+    /* FAULTS.md 1: at: tls fires once per handshake, implicit or after the go-ahead */
+    struct ms_fault_actions at;
+    if (ms_fault_at(s, MS_AT_TLS, NULL, NULL, 0, &at) || (cmd && cmd->tls))
+        return session_tls_fault(s, cmd, &at);
+    const char *reason = NULL;
+    int rc = ms_conn_starttls(&s->conn, srv->tls_ctx, ms_session_deadline(s), &reason);
+    if (rc != MOCKSRV_OK) {
+        session_tls_failed(s, rc, reason);
+        return rc;
+    }
+    session_tls_done(s);
     return MOCKSRV_OK;
+}
+
+enum ms_fault_tls
+ms_session_tls_take(struct ms_session *s, struct ms_fault_actions *tls_r)
+{
+    struct ms_fault_actions *p = &s->pending;
+    memset(tls_r, 0, sizeof *tls_r);
+    tls_r->close_after = UINT64_MAX;
+    if (!p->fired || p->tls == MS_FTLS_NONE)
+        return MS_FTLS_NONE;
+    tls_r->tls = p->tls;
+    tls_r->tls_stall = p->tls_stall;
+    tls_r->tls_after_bytes = p->tls_after_bytes;
+    tls_r->has_tls_after = p->has_tls_after;
+    if (p->tls != MS_FTLS_REFUSE && p->tls != MS_FTLS_PLAINTEXT && p->close_how != MS_CLOSE_NONE) {
+        /* the close ends the broken handshake (after its stall), not the go-ahead */
+        tls_r->close_how = p->close_how;
+        tls_r->close_after = p->close_after;
+        tls_r->close_delay_ms = p->close_delay_ms;
+        tls_r->close_from = p->close_from;
+        p->close_how = MS_CLOSE_NONE;
+        p->close_after = UINT64_MAX;
+    }
+    p->tls = MS_FTLS_NONE;
+    return tls_r->tls;
+}
+
+/* ---- faults: TLS handshakes broken on purpose (FAULTS.md 2 `tls:`, 6) ---- */
+
+static const char *const session_tls_phases[] = {
+    [MS_TLS_PHASE_AFTER_CLIENT_HELLO] = "after-client-hello",
+    [MS_TLS_PHASE_MID_SERVER_FLIGHT] = "mid-server-flight",
+    [MS_TLS_PHASE_BEFORE_FINISHED] = "before-finished",
+};
+
+/* A fatal handshake_failure alert record, written without OpenSSL (RFC 8446 5.1, 6): content
+ * type alert (21), legacy version 3.3, length 2, level fatal (2), handshake_failure (40). */
+static const char session_tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
+/* Bytes no TLS client can take for a record: 'g' (0x67) is no content type. */
+static const char session_tls_garbage[] = "garbage: this is not TLS\r\n";
+
+/* Neither reads nor writes for ms, or until the server stops (a coroutine sleep: other
+ * sessions go on). */
+static void
+session_fault_wait(struct ms_session *s, int64_t ms)
+{
+    int64_t end = ms_deadline_in(ms);
+    while (!s->closing) {
+        int64_t left = end - ms_now();
+        if (left <= 0)
+            return;
+        ms_co_sleep(left); /* MOCKSRV_ECANCELED: the server stops (s->closing) */
+    }
+}
+
+/* Ends a connection whose handshake a fault broke: a stall lasts until close.delay when a
+ * close fired, else until the idle timeout; then the close as close.how says (FIN without
+ * one). close: half keeps reading until the client's EOF or the idle timeout: with nothing
+ * left to say, that is a FIN that waits longer for the EOF. */
+static void
+session_tls_end(struct ms_session *s, const struct ms_fault_actions *cf, int stall)
+{
+    struct ms_conn *c = &s->conn;
+    ms_conn_flush(c, ms_deadline_in(1000));
+    int64_t wait = cf->close_how != MS_CLOSE_NONE ? cf->close_delay_ms : 0;
+    if (stall && wait <= 0)
+        wait = s->srv->sc->limits.idle_timeout_ms;
+    if (wait > 0)
+        session_fault_wait(s, wait);
+    enum ms_close_how how = cf->close_how != MS_CLOSE_NONE ? cf->close_how : MS_CLOSE_FIN;
+    if (how == MS_CLOSE_HALF && !s->closing)
+        ms_conn_shutdown(c, MS_CLOSE_FIN, ms_session_deadline(s));
+    else if (how == MS_CLOSE_HALF)
+        ms_conn_shutdown(c, MS_CLOSE_FIN, ms_deadline_in(1000));
+    else
+        ms_conn_shutdown(c, how, ms_deadline_in(1000));
+    s->fault_closed = 1;
+    s->close_reason = MS_CLOSE_FAULT;
+}
+
+/* A handshake with faults: cmd holds the tls (and close) of the STARTTLS/STLS command, or is
+ * NULL; at what the at: tls rules gave. The command's keys fired first and win; delay comes
+ * from at: tls (the command's delayed the go-ahead). Returns MOCKSRV_OK when TLS is up (a
+ * delay only), else an error after which the session ends. */
+static int
+session_tls_fault(struct ms_session *s, const struct ms_fault_actions *cmd,
+                  const struct ms_fault_actions *at)
+{
+    struct ms_server *srv = s->srv;
+    struct ms_conn *c = &s->conn;
+    int64_t deadline = ms_session_deadline(s);
+    const struct ms_fault_actions *tf = cmd && cmd->tls ? cmd : at;
+    const struct ms_fault_actions *cf = cmd && cmd->close_how != MS_CLOSE_NONE ? cmd : at;
+    struct ms_conn_tls_opts o = {
+        .stop = MS_CONN_TLS_COMPLETE,
+        .flight_bytes = UINT64_MAX,
+        .delay_ms = at->has_delay ? at->delay_ms : 0,
+        .fa = at,
+    };
+    const char *reason = NULL;
+    char why[64] = "";
+    int rc = MOCKSRV_OK, stall = 0;
+    switch (tf->tls) {
+    case MS_FTLS_CLOSE:
+        snprintf(why, sizeof why, "fault: close");
+        break;
+    case MS_FTLS_ALERT:
+    case MS_FTLS_GARBAGE:
+        /* the answer to the ClientHello is ours, not OpenSSL's */
+        rc = ms_conn_read_hello(c, deadline);
+        if (rc != MOCKSRV_OK)
+            break;
+        if (o.delay_ms > 0)
+            session_fault_wait(s, o.delay_ms);
+        if (tf->tls == MS_FTLS_ALERT)
+            ms_conn_write(c, session_tls_alert, sizeof session_tls_alert);
+        else
+            ms_conn_write(c, session_tls_garbage, sizeof session_tls_garbage - 1);
+        snprintf(why, sizeof why, "fault: %s", tf->tls == MS_FTLS_ALERT ? "alert" : "garbage");
+        break;
+    case MS_FTLS_STALL:
+        o.stop = tf->tls_stall == MS_TLS_PHASE_AFTER_CLIENT_HELLO ? MS_CONN_TLS_AFTER_HELLO
+                 : tf->tls_stall == MS_TLS_PHASE_MID_SERVER_FLIGHT ? MS_CONN_TLS_MID_FLIGHT
+                                                                   : MS_CONN_TLS_AFTER_FLIGHT;
+        if (tf->has_tls_after)
+            o.flight_bytes = tf->tls_after_bytes;
+        rc = ms_conn_starttls_ex(c, srv->tls_ctx, deadline, &o, &reason);
+        stall = 1;
+        snprintf(why, sizeof why, "fault: stall %s",
+                 (size_t)tf->tls_stall < MS_ARRAY_LEN(session_tls_phases)
+                     ? session_tls_phases[tf->tls_stall]
+                     : "?");
+        break;
+    default:
+        if (cf->close_how == MS_CLOSE_NONE) {
+            /* delay alone: the server's first flight comes late, then TLS as usual */
+            rc = ms_conn_starttls_ex(c, srv->tls_ctx, deadline, &o, &reason);
+            if (rc != MOCKSRV_OK) {
+                session_tls_failed(s, rc, reason);
+                return rc;
+            }
+            session_tls_done(s);
+            return MOCKSRV_OK;
+        }
+        /* close at: tls: after the ClientHello instead of the server flight, or cut after
+         * close.after_bytes of it */
+        o.stop = cf->close_after == UINT64_MAX ? MS_CONN_TLS_AFTER_HELLO : MS_CONN_TLS_MID_FLIGHT;
+        o.flight_bytes = cf->close_after;
+        rc = ms_conn_starttls_ex(c, srv->tls_ctx, deadline, &o, &reason);
+        snprintf(why, sizeof why, "fault: close");
+        break;
+    }
+    if (rc != MOCKSRV_OK) {
+        session_tls_failed(s, rc, reason);
+        return rc;
+    }
+    if (ms_events_wanted(&srv->events)) {
+        json_t *ev = ms_session_event(s, "tls.fail");
+        json_object_set_new(ev, "reason", json_string(why));
+        ms_session_emit(s, ev);
+    }
+    ms_transcript(&srv->events, s->id, s->listener->name, '*', why, strlen(why));
+    session_tls_end(s, cf, stall);
+    return MOCKSRV_ETLS;
 }
 
 /* ---- faults: carrying out the output-side actions ---- */
@@ -209,7 +436,8 @@ ms_fault_replaces(const struct ms_fault_actions *fa)
 {
     /* a bare close (no content action, no cut) closes instead of replying */
     int bare_close = fa->close_how != MS_CLOSE_NONE && fa->close_after == UINT64_MAX &&
-                     !fa->has_reply && !fa->raw && !fa->pass && !fa->inject && !fa->append;
+                     !fa->has_reply && !fa->raw && !fa->pass && !fa->inject && !fa->append &&
+                     !fa->tls; /* with tls: the close ends the broken handshake */
     return fa->has_reply || fa->raw || bare_close;
 }
 
@@ -352,6 +580,18 @@ session_fault_stall(struct ms_session *s, const struct ms_fault_actions *fa)
     return 1;
 }
 
+/* close.after_bytes with scope session (Toxiproxy limit_data): the allowance counts over the
+ * rest of the session's output, so the close waits for the byte that uses it up. */
+static int
+session_fault_cut_later(struct ms_session *s, const struct ms_fault_actions *fa)
+{
+    if (fa->close_how == MS_CLOSE_NONE || fa->close_after == UINT64_MAX || !fa->close_pick.rule ||
+        session_fault_scope(fa->close_pick.rule) == MS_SCOPE_REPLY)
+        return 0;
+    ms_conn_cut_after(&s->conn, fa->close_after, fa->close_how, fa->close_delay_ms);
+    return 1;
+}
+
 /* Ends the connection as close.how says, after close.delay. */
 static void
 session_fault_close(struct ms_session *s, const struct ms_fault_actions *fa)
@@ -395,21 +635,25 @@ session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, con
     if (fa->append)
         ms_buf_puts(&out, fa->append);
     size_t len = out.len;
-    if (fa->close_how != MS_CLOSE_NONE && fa->close_after < len)
+    int cut_later = session_fault_cut_later(s, fa);
+    if (fa->close_how != MS_CLOSE_NONE && !cut_later && fa->close_after < len)
         len = (size_t)fa->close_after;
     if (len > 0) /* a bare close sends nothing: no reply event either */
         ms_session_reply_raw(s, out.data, len, event_lines);
     ms_buf_fini(&out);
-    if (shaped)
+    if (shaped || cut_later)
         ms_conn_flush(&s->conn, ms_session_deadline(s));
-    if (fa->close_how != MS_CLOSE_NONE)
+    if (fa->close_how != MS_CLOSE_NONE && !cut_later)
         session_fault_close(s, fa);
 }
 
-void
-ms_session_fault_output(struct ms_session *s, const struct ms_fault_actions *fa, const char *tag)
+/* Appends the replacement output of fa to b: raw bytes, or the reply lines formatted for the
+ * protocol (IMAP tag, SMTP continuation dashes, CRLF). */
+static void
+session_fault_format(struct ms_session *s, const struct ms_fault_actions *fa, const char *tag,
+                     struct ms_buf *out)
 {
-    struct ms_buf b = {0};
+    struct ms_buf b = *out;
     if (fa->raw) {
         ms_buf_append(&b, fa->raw, fa->raw_len);
     } else if (fa->has_reply) {
@@ -430,6 +674,14 @@ ms_session_fault_output(struct ms_session *s, const struct ms_fault_actions *fa,
                 ms_buf_puts(&b, "\r\n");
         }
     }
+    *out = b;
+}
+
+void
+ms_session_fault_output(struct ms_session *s, const struct ms_fault_actions *fa, const char *tag)
+{
+    struct ms_buf b = {0};
+    session_fault_format(s, fa, tag, &b);
     session_fault_write(s, fa, b.data ? b.data : "", b.len, 0);
     ms_buf_fini(&b);
 }
@@ -444,23 +696,84 @@ int
 ms_session_fault_event_at(struct ms_session *s, enum ms_fault_at at, const char *verb,
                           uint64_t received)
 {
+    return ms_session_fault_unsolicited(s, at, verb, received, NULL);
+}
+
+int
+ms_session_fault_unsolicited(struct ms_session *s, enum ms_fault_at at, const char *verb,
+                             uint64_t received, int *replaced_r)
+{
     struct ms_fault_actions fa;
+    if (replaced_r)
+        *replaced_r = 0;
     if (!ms_fault_at(s, at, verb, NULL, received, &fa))
         return 0;
-    if (session_fault_stall(s, &fa)) {
-        ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
-        return 1;
-    }
-    session_fault_shape(s, &fa);
-    if (session_delay_now(&fa))
-        ms_co_sleep(fa.delay_ms);
+    /* Nothing here to reply to: the content actions are the output itself, in the order a
+     * client reads them. */
+    struct ms_buf b = {0};
+    session_fault_format(s, &fa, NULL, &b);
     if (fa.send) {
-        ms_session_reply_raw(s, fa.send, strlen(fa.send), 0);
-        ms_conn_flush(&s->conn, ms_deadline_in(1000));
+        /* a line: CRLF added unless it has its own line end, as script `send` (SPEC 3.4);
+         * raw gives exact bytes */
+        size_t n = strlen(fa.send);
+        ms_buf_puts(&b, fa.send);
+        if (n == 0 || fa.send[n - 1] != '\n')
+            ms_buf_puts(&b, "\r\n");
     }
-    if (fa.close_how != MS_CLOSE_NONE)
-        session_fault_close(s, &fa);
+    session_fault_write(s, &fa, b.data ? b.data : "", b.len, 0);
+    /* unsolicited output leaves now: the engine goes back to reading, maybe from its buffer */
+    if (b.len || fa.inject || fa.append)
+        ms_conn_flush(&s->conn, ms_session_deadline(s));
+    ms_buf_fini(&b);
+    if (replaced_r)
+        *replaced_r = fa.has_reply || fa.raw != NULL;
     return s->fault_closed;
+}
+
+int
+ms_session_read_command(struct ms_session *s, size_t limit, const char *verb,
+                        struct ms_line *line_r)
+{
+    struct ms_conn *c = &s->conn;
+    int64_t idle = ms_session_deadline(s);
+    /* a pipelined command already buffered is read at once: no wait, no silence */
+    if (!ms_fault_has_at(s, MS_AT_WAITING) || ms_conn_has_line(c))
+        return ms_conn_read_line(c, limit, idle, line_r);
+    /* FAULTS.md 1 waiting: the silence starts once the last output has left, and again whenever
+     * the client sends something (even part of a line); the server's own unsolicited output
+     * does not restart it, so rules with different `for` each fire at their own time, once */
+    int rc = ms_conn_flush(c, idle);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    int64_t start = ms_now();
+    uint64_t seen_in = c->bytes_in;
+    int64_t done_ms = -1; /* silence up to which the rules were checked */
+    ms_fault_period_start(s, MS_AT_WAITING);
+    for (;;) {
+        int64_t next = ms_fault_next_for(s, done_ms);
+        int64_t deadline = idle;
+        if (next >= 0 && (idle == MS_NO_DEADLINE || start + next < idle))
+            deadline = start + next;
+        rc = ms_conn_read_line(c, limit, deadline, line_r);
+        if (rc != MOCKSRV_ETIMEDOUT || deadline == idle)
+            return rc;
+        if (c->bytes_in != seen_in) {
+            /* the client was not silent: a new period starts at its last bytes */
+            seen_in = c->bytes_in;
+            start = c->in_at;
+            done_ms = -1;
+            ms_fault_period_start(s, MS_AT_WAITING);
+            continue;
+        }
+        /* the timer says `next` ms have passed; ms_now() may round below it */
+        int64_t silence = ms_now() - start;
+        if (silence < next)
+            silence = next;
+        done_ms = silence;
+        ms_session_fault_unsolicited(s, MS_AT_WAITING, verb, (uint64_t)silence, NULL);
+        if (s->fault_closed)
+            return MOCKSRV_ECLOSED;
+    }
 }
 
 int

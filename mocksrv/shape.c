@@ -233,10 +233,36 @@ shape_collect(void *arg, size_t off)
     cl->offs[cl->n++] = off;
 }
 
+/* close.after_bytes over the session: sends what is left of the allowance, then reports the
+ * cut (the connection closes it). */
+static ssize_t
+shape_cut(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
+          int64_t deadline)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total <= sh->cut_left) {
+        sh->cut_left -= total;
+        return shape_sendmsg(io, iov, iovcnt, deadline);
+    }
+    struct ms_buf flat = {0};
+    for (int i = 0; i < iovcnt; i++)
+        ms_buf_append(&flat, iov[i].iov_base, iov[i].iov_len);
+    ssize_t w = sh->cut_left ? ms_shape_send(sh, io, flat.data, (size_t)sh->cut_left, 0, deadline)
+                             : 0;
+    ms_buf_fini(&flat);
+    sh->cut_left = 0;
+    sh->cut_hit = 1;
+    return w < 0 ? w : MOCKSRV_ECLOSED;
+}
+
 ssize_t
 ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int iovcnt,
                 int64_t deadline)
 {
+    if (sh->cut_left != UINT64_MAX && !ms_shape_active(sh))
+        return shape_cut(sh, io, iov, iovcnt, deadline);
     if (!ms_shape_active(sh))
         return shape_sendmsg(io, iov, iovcnt, deadline);
 

@@ -270,6 +270,33 @@ class StallTest(ShapeCase):
         self.assertEqual(wait_closed_event(srv, sid)["reason"], "fault")
 
 
+class LimitDataTest(ShapeCase):
+    """close.after_bytes with scope session counts over the whole session (Toxiproxy
+    limit_data): exactly that many bytes arrive, whatever the replies, then the close."""
+
+    def run_session(self, how):
+        srv = self.serve("  - { when: { listener: pop3, at: accept }, "
+                         "close: { how: %s, after_bytes: 200 } }" % how)
+        w = self.wire(srv)
+        w.take_until(b"\r\n")
+        w.send("USER alice\r\nPASS secret\r\nRETR 1\r\n")
+        rest, end = w.read_to_end()
+        sid = [e["session"] for e in srv.events() if e["event"] == "session.open"][-1]
+        self.assertEqual(wait_closed_event(srv, sid)["reason"], "fault")
+        return w.received, end
+
+    def test_fin_after_200_bytes_of_the_session(self):
+        got, end = self.run_session("fin")
+        self.assertEqual(end, "eof")
+        self.assertEqual(len(got), 200)
+        self.assertIn(b"Subject: shaped", got, "the cut falls inside the RETR reply")
+
+    def test_rst_after_200_bytes_of_the_session(self):
+        got, end = self.run_session("rst")
+        self.assertEqual(end, "rst")
+        self.assertLessEqual(len(got), 200)
+
+
 class ReadTest(ShapeCase):
     def send_body(self, srv, size):
         """DATA with SIZE bytes of body: seconds from the first body byte sent to the reply
