@@ -360,6 +360,17 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
             json_array_append_new(taken, json_string("tls"));
         }
         out->fired++;
+        if (srv->events.verbosity >= 2) {
+            /* -v: the firing in the transcript, "fault rcpt3-451 (match 3): reply" */
+            struct ms_buf t = {0};
+            ms_buf_printf(&t, "fault %s (%s, match %llu):", r->name, ms_fault_at_name(at),
+                          (unsigned long long)count);
+            for (size_t k = 0; k < json_array_size(taken); k++)
+                ms_buf_printf(&t, "%s %s", k ? "," : "",
+                              json_string_value(json_array_get(taken, k)));
+            ms_transcript(&srv->events, s->id, s->listener->name, '*', t.data, t.len);
+            ms_buf_fini(&t);
+        }
         if (ms_events_wanted(&srv->events)) {
             json_t *ev = ms_session_event(s, "fault");
             json_object_set_new(ev, "rule", json_string(r->name));

@@ -132,7 +132,7 @@ class ExampleFTest(unittest.TestCase):
 
 class ExampleGTest(unittest.TestCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("example-g-tarpit.yaml")).start()
+        self.srv = Mocksrv(fault_fixture("example-g-tarpit.yaml"), args=["-v"]).start()
         self.addCleanup(self.srv.cleanup)
         self.addCleanup(self.srv.stop)
 
@@ -164,6 +164,12 @@ class ExampleGTest(unittest.TestCase):
         late = fault_events(self.srv, "rcpt-tarpit")
         self.assertEqual([e["counters"]["match"] for e in late], [21])
         w.cmd("QUIT")
+        # -v: every firing is in the transcript too
+        text = self.srv.stderr_text()
+        for line in ("fault stutter (accept, match 1): tarpit",
+                     "fault pregreet-banner (greeting, match 1): reply, split",
+                     "fault rcpt-tarpit (command, match 21): delay"):
+            self.assertIn(line, text)
 
 
 if __name__ == "__main__":
