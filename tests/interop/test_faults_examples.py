@@ -11,7 +11,9 @@ gap between, the first seconds of the session stutter one byte at a time, and ev
 the 20th is answered late."""
 import os
 import poplib
+import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -170,6 +172,59 @@ class ExampleGTest(unittest.TestCase):
                      "fault pregreet-banner (greeting, match 1): reply, split",
                      "fault rcpt-tarpit (command, match 21): delay"):
             self.assertIn(line, text)
+
+
+class ExampleHTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = Mocksrv(fault_fixture("example-h-slow-reader.yaml")).start()
+        self.addCleanup(self.srv.cleanup)
+        self.addCleanup(self.srv.stop)
+
+    def open_data(self):
+        w = Wire(self.srv.port("smtp"), timeout=20)
+        self.addCleanup(w.close)
+        w.reply()
+        for cmd in ("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<alice@mock.test>"):
+            self.assertEqual(code(w.cmd(cmd)), 250)
+        self.assertEqual(code(w.cmd("DATA")), 354)
+        return w
+
+    def test_trickle_then_early_552(self):
+        # session 1: the body is drained one byte per >= 2 ms
+        w = self.open_data()
+        body = b"Subject: trickle\r\n\r\n" + b"z" * 998 + b"\r\n"
+        t0 = time.monotonic()
+        w.send(body + b".\r\n")
+        self.assertEqual(code(w.reply()), 250)
+        self.assertGreaterEqual(time.monotonic() - t0, 2.0, "~1000 bytes at <= 500 B/s")
+        w.cmd("QUIT")
+        # session 2: the 552 arrives while the client is still sending its 1 MiB body
+        w = self.open_data()
+        w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        sent, err = [0], []
+
+        def pump():
+            line = b"y" * 78 + b"\r\n"
+            try:
+                for _ in range(1024 * 1024 // 80):
+                    w.sock.sendall(line)
+                    sent[0] += len(line)
+                w.sock.sendall(b".\r\n")
+            except OSError as e:
+                err.append(e)
+        th = threading.Thread(target=pump, daemon=True)
+        th.start()
+        reply = w.line(timeout=20)
+        at_reply = sent[0]
+        got_at = time.monotonic()
+        self.assertEqual(reply, "552 5.3.4 Message too big")
+        self.assertLess(at_reply, 1024 * 1024 - 80, "answered before the client's final dot")
+        data, end = w.read_to_end(timeout=20)
+        self.assertEqual(data, b"")
+        self.assertGreaterEqual(w.end_at - got_at, 0.9, "the close comes ~1 s later")
+        th.join(20)
+        self.assertFalse(th.is_alive())
+        self.assertEqual(len(self.srv.spool_ids()), 1, "the early-answered message is not kept")
 
 
 if __name__ == "__main__":
