@@ -395,8 +395,8 @@ conn_read_record(struct ms_conn *c, int64_t deadline)
 static const char *
 conn_handshake_reason(int rc)
 {
-    return rc == MOCKSRV_ETIMEDOUT  ? "handshake timed out"
-           : rc == MOCKSRV_ECLOSED  ? "connection closed during the handshake"
+    return rc == MOCKSRV_ETIMEDOUT   ? "handshake timed out"
+           : rc == MOCKSRV_ECLOSED   ? "connection closed during the handshake"
            : rc == MOCKSRV_ECANCELED ? "server stopping during the handshake"
                                      : "connection failed during the handshake";
 }

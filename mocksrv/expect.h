@@ -49,8 +49,7 @@ struct ms_expect_seq {
     int dead;            /* no position is live: the sequence cannot match any more */
 };
 
-void ms_expect_seq_init(struct ms_expect_seq *q, char *const *pattern, size_t n,
-                        int subsequence);
+void ms_expect_seq_init(struct ms_expect_seq *q, char *const *pattern, size_t n, int subsequence);
 void ms_expect_seq_fini(struct ms_expect_seq *q);
 /* 1 when line can be the next command (the sequence stays matchable); q is unchanged. */
 int ms_expect_seq_accepts(struct ms_expect_seq *q, const char *line);

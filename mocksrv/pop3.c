@@ -315,8 +315,17 @@ pop3_cmd_stls(struct pop3 *p, const char *args)
     }
     if (!pop3_check_no_args(p, args))
         return;
+    /* a tls: fault (FAULTS.md 2): refused, a go-ahead without TLS, or a broken handshake */
+    struct ms_fault_actions tf;
+    enum ms_fault_tls ft = ms_session_tls_take(p->s, &tf);
+    if (ft == MS_FTLS_REFUSE) {
+        pop3_fail(p, "TLS not available");
+        return;
+    }
     pop3_ok(p, "Begin TLS negotiation now.");
-    if (ms_session_starttls(p->s) != MOCKSRV_OK) {
+    if (ft == MS_FTLS_PLAINTEXT)
+        return; /* the next bytes are read as commands, still in AUTHORIZATION */
+    if (ms_session_starttls_fault(p->s, &tf) != MOCKSRV_OK) {
         p->done = 1;
         return;
     }

@@ -12,12 +12,12 @@
  * Not here: TLS, sockets, building the mail store. Paths (tls.cert ...) are resolved against
  * the scenario's directory but never opened; the module that uses a file reports its errors.
  * The exception is a message's `file:`, read at load time so that a missing file is an error
- * with its position (store.c then only copies bytes). Keys of later stages
- * (listeners.*.script, and the fault keys split, bandwidth, read, stall, tarpit, tls, scope and
- * close.from) are errors that say so, never silently ignored: a scenario is either understood
- * completely or refused. `faults:` becomes struct ms_faults (fault.h) here; which rule fires
- * is fault.c's business; `expect:` becomes struct ms_expects (scenario.h), checked by
- * expect.c.
+ * with its position (store.c then only copies bytes). Keys of later stages (the fault action
+ * tls) are errors that say so, never silently ignored: a scenario is either understood
+ * completely or refused. A script listener's steps (listeners.*.script, SPEC 3.4) become
+ * struct ms_script_step (scenario.h) here; script.c runs them. `faults:` becomes struct
+ * ms_faults (fault.h) here; which rule fires is fault.c's business; `expect:` becomes struct
+ * ms_expects (scenario.h), checked by expect.c.
  *
  * The other direction is here too: ms_scenario_format_state writes a store back as a scenario
  * (--state-out) with libyaml's emitter, choosing for each message between an inline `raw`
@@ -151,6 +151,9 @@ struct scenario_listener {
     int tls;
     int port;
     char *host;
+    struct ms_script_step *script; /* listeners.NAME.script, NULL when not given */
+    size_t n_script;
+    struct ms_pos script_pos; /* of the script key */
 };
 
 static int scenario_fail(struct scenario_ctx *ctx, struct ms_pos pos, const char *path,
@@ -1447,13 +1450,214 @@ static const struct scenario_field scenario_limits_fields[] = {
 };
 static const struct scenario_table scenario_limits_table = TABLE(scenario_limits_fields, NULL);
 
+/* ---- listeners.NAME.script (SPEC 3.4; the model in scenario.h, the engine in script.c) ---- */
+
+#define SCENARIO_STEP_KEYS "send, raw, expect, delay, close or starttls"
+
+static const struct scenario_name scenario_script_closes[] = {
+    {"fin", MS_CLOSE_FIN},
+    {"rst", MS_CLOSE_RST},
+    {"reset", MS_CLOSE_RST}, /* SPEC 3.4's example spells it so */
+    {"half", MS_CLOSE_HALF},
+};
+
+static void
+scenario_script_free(struct ms_script_step **steps, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) {
+        free((*steps)[i].bytes);
+        scenario_strings_free(&(*steps)[i].lines, &(*steps)[i].n_lines);
+    }
+    free(*steps);
+    *steps = NULL;
+    *n = 0;
+}
+
+/* send: a line or a list of lines, one reply; each line gets CRLF unless it ends in LF. */
+static int
+scenario_parse_step_send(struct scenario_ctx *ctx, const struct scenario_node *key,
+                         const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_script_step *st = base;
+    char ipath[SCENARIO_PATH_MAX];
+    int list = val->kind == SCENARIO_SEQ;
+    size_t n = list ? val->n_kids : 1;
+    if (val->kind == SCENARIO_MAP || scenario_is_null(val))
+        return scenario_fail_type(ctx, val, path, "a line or a list of lines");
+    if (n == 0)
+        return scenario_fail(ctx, val->pos, path, "an empty list (send at least one line)");
+    st->op = MS_SCRIPT_SEND;
+    st->lines = ms_calloc(n, sizeof *st->lines);
+    struct ms_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        const struct scenario_node *item = list ? val->kids[i] : val;
+        const char *ip = path;
+        if (list) {
+            scenario_path_index(ipath, path, i);
+            ip = ipath;
+        }
+        if (item->kind != SCENARIO_SCALAR || scenario_is_null(item)) {
+            ms_buf_fini(&b);
+            return scenario_fail_type(ctx, item, ip, "a line");
+        }
+        if (strlen(item->text) != item->len) {
+            ms_buf_fini(&b);
+            return scenario_fail(ctx, item->pos, ip,
+                                 "a line holds no NUL byte (use raw for exact bytes)");
+        }
+        st->lines[st->n_lines++] = ms_strndup(item->text, item->len);
+        ms_buf_append(&b, item->text, item->len);
+        if (item->len == 0 || item->text[item->len - 1] != '\n')
+            ms_buf_puts(&b, "\r\n");
+    }
+    st->bytes = ms_buf_steal(&b, &st->len);
+    return MOCKSRV_OK;
+}
+
+/* raw: exact bytes, nothing added; YAML escapes ("\n", "\0") write any byte. */
+static int
+scenario_parse_step_raw(struct scenario_ctx *ctx, const struct scenario_node *key,
+                        const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_script_step *st = base;
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val) || val->len == 0)
+        return scenario_fail_type(ctx, val, path,
+                                  "a non-empty string (exact bytes, \"250 OK\\n\")");
+    st->op = MS_SCRIPT_SEND;
+    st->raw = 1;
+    st->bytes = ms_strndup(val->text, val->len); /* a copy of len bytes, NULs included */
+    st->len = val->len;
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_step_expect(struct scenario_ctx *ctx, const struct scenario_node *key,
+                           const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_script_step *st = base;
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val) || strlen(val->text) != val->len)
+        return scenario_fail_type(ctx, val, path, "a glob for one line, like \"EHLO *\"");
+    if (strpbrk(val->text, "\r\n"))
+        return scenario_fail(ctx, val->pos, path,
+                             "a glob holds no CR or LF (it matches one line without its line "
+                             "end)");
+    st->op = MS_SCRIPT_EXPECT;
+    st->bytes = ms_strndup(val->text, val->len);
+    st->len = val->len;
+    return MOCKSRV_OK;
+}
+
+static int
+scenario_parse_step_delay(struct scenario_ctx *ctx, const struct scenario_node *key,
+                          const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_script_step *st = base;
+    st->op = MS_SCRIPT_DELAY;
+    return scenario_get_duration(ctx, val, path, 0, 7 * SCENARIO_DAY_MS, &st->delay_ms);
+}
+
+static int
+scenario_parse_step_close(struct scenario_ctx *ctx, const struct scenario_node *key,
+                          const struct scenario_node *val, const char *path, void *base)
+{
+    static const struct scenario_field f = {.names = scenario_script_closes,
+                                            .n_names = MS_ARRAY_LEN(scenario_script_closes),
+                                            .what = "close"};
+    struct ms_script_step *st = base;
+    unsigned how;
+    int rc = scenario_get_name(ctx, val, path, &f, &how);
+    st->op = MS_SCRIPT_CLOSE;
+    st->how = (enum ms_close_how)how;
+    return rc;
+}
+
+static int
+scenario_parse_step_starttls(struct scenario_ctx *ctx, const struct scenario_node *key,
+                             const struct scenario_node *val, const char *path, void *base)
+{
+    struct ms_script_step *st = base;
+    int on = 0;
+    int rc = scenario_get_bool(ctx, val, path, &on);
+    if (rc != MOCKSRV_OK)
+        return rc;
+    if (!on)
+        return scenario_fail(ctx, val->pos, path, "starttls: false does nothing (leave it out)");
+    st->op = MS_SCRIPT_STARTTLS;
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_step_fields[] = {
+    F_CUSTOM("send", scenario_parse_step_send),
+    F_CUSTOM("raw", scenario_parse_step_raw),
+    F_CUSTOM("expect", scenario_parse_step_expect),
+    F_CUSTOM("delay", scenario_parse_step_delay),
+    F_CUSTOM("close", scenario_parse_step_close),
+    F_CUSTOM("starttls", scenario_parse_step_starttls),
+};
+static const struct scenario_table scenario_step_table = TABLE(scenario_step_fields, NULL);
+
+/* A list of steps, each a mapping of one key. A close ends the dialogue, so it comes last;
+ * TLS starts at most once. Whether the listener may have a script at all (its protocol, its
+ * tls) is checked with the listener, in scenario_parse_listeners. */
+static int
+scenario_parse_script(struct scenario_ctx *ctx, const struct scenario_node *key,
+                      const struct scenario_node *val, const char *path, void *base)
+{
+    struct scenario_listener *l = base;
+    char ipath[SCENARIO_PATH_MAX], kpath[SCENARIO_PATH_MAX], text[SCENARIO_TEXT_MAX * 4 + 8];
+    const struct ms_script_step *tls = NULL;
+    if (val->kind != SCENARIO_SEQ)
+        return scenario_fail_type(ctx, val, path,
+                                  "a list of steps, like [{send: \"220 odd.example\"}, "
+                                  "{expect: \"QUIT\"}]");
+    if (val->n_kids == 0)
+        return scenario_fail(ctx, val->pos, path, "an empty script (give at least one step)");
+    l->script = ms_calloc(val->n_kids, sizeof *l->script);
+    l->script_pos = key->pos;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const struct scenario_node *item = val->kids[i];
+        scenario_path_index(ipath, path, i);
+        if (item->kind != SCENARIO_MAP)
+            return scenario_fail_type(ctx, item, ipath,
+                                      "a step (a mapping with one key: " SCENARIO_STEP_KEYS ")");
+        if (item->n_kids == 0)
+            return scenario_fail(ctx, item->pos, ipath,
+                                 "an empty step (one key: " SCENARIO_STEP_KEYS ")");
+        if (item->n_kids > 2) {
+            const struct scenario_node *second = item->kids[2];
+            scenario_path_key(kpath, ipath, second);
+            return scenario_fail(ctx, second->pos, kpath,
+                                 "a step has one key: make \"%s\" a step of its own "
+                                 "(- %s: ...)",
+                                 scenario_text(text, sizeof text, second),
+                                 scenario_text(text, sizeof text, second));
+        }
+        if (i > 0 && l->script[i - 1].op == MS_SCRIPT_CLOSE)
+            return scenario_fail(ctx, item->pos, ipath,
+                                 "nothing may follow close (at %d:%d): it ends the session",
+                                 l->script[i - 1].pos.line, l->script[i - 1].pos.column);
+        struct ms_script_step *st = &l->script[l->n_script++];
+        st->pos = item->kids[0]->pos;
+        int rc = scenario_walk(ctx, item, ipath, &scenario_step_table, st);
+        if (rc != MOCKSRV_OK)
+            return rc;
+        if (st->op == MS_SCRIPT_STARTTLS && tls)
+            return scenario_fail(ctx, st->pos, ipath,
+                                 "a second starttls (TLS is up since the one at %d:%d)",
+                                 tls->pos.line, tls->pos.column);
+        if (st->op == MS_SCRIPT_STARTTLS)
+            tls = st;
+    }
+    return MOCKSRV_OK;
+}
+
 static const struct scenario_field scenario_listener_fields[] = {
     F_NAMES("protocol", SK_ENUM, struct scenario_listener, protocol, scenario_protocols,
             "protocol"),
     F_NUM("port", SK_INT, struct scenario_listener, port, 0, 65535),
     F_NAMES("tls", SK_ENUM, struct scenario_listener, tls, scenario_tls_modes, "TLS mode"),
     F_STRING("host", struct scenario_listener, host, SC_HOST),
-    F_LATER("script"),
+    F_CUSTOM("script", scenario_parse_script),
 };
 static const struct scenario_table scenario_listener_table = TABLE(scenario_listener_fields, NULL);
 
@@ -2040,6 +2244,50 @@ scenario_name_ok(const struct scenario_node *key)
     return 1;
 }
 
+/* A script goes with protocol: script and back (SPEC 3.4). The script engine has no STARTTLS
+ * command to offer, so its listener's tls is none (a starttls step may start TLS) or implicit
+ * (then TLS is up before the first step, and a starttls step could only fail). */
+static int
+scenario_check_listener_script(struct scenario_ctx *ctx, const struct scenario_node *name,
+                               const struct scenario_node *map, const char *lpath,
+                               const struct scenario_listener *raw)
+{
+    char path[SCENARIO_PATH_MAX];
+    if (raw->protocol != MS_PROTO_SCRIPT) {
+        if (!raw->script)
+            return MOCKSRV_OK;
+        if (snprintf(path, sizeof path, "%s.script", lpath) < 0)
+            path[0] = '\0';
+        return scenario_fail(ctx, raw->script_pos, path,
+                             "only a listener with protocol: script has a script (this one is "
+                             "%s)",
+                             ms_proto_name((enum ms_proto)raw->protocol));
+    }
+    if (!raw->script)
+        return scenario_fail(ctx, name->pos, lpath,
+                             "protocol script needs a script: a list of steps (" SCENARIO_STEP_KEYS
+                             ")");
+    if (raw->tls == MS_TLS_STARTTLS || raw->tls == MS_TLS_REQUIRED) {
+        const struct scenario_node *tls = scenario_map_value(map, "tls");
+        ms_assert(tls);
+        if (snprintf(path, sizeof path, "%s.tls", lpath) < 0)
+            path[0] = '\0';
+        return scenario_fail(ctx, tls->pos, path,
+                             "a script has no STARTTLS command to offer: use tls: none with a "
+                             "starttls step, or tls: implicit");
+    }
+    for (size_t i = 0; raw->tls == MS_TLS_IMPLICIT && i < raw->n_script; i++) {
+        if (raw->script[i].op != MS_SCRIPT_STARTTLS)
+            continue;
+        if (snprintf(path, sizeof path, "%s.script[%zu].starttls", lpath, i) < 0)
+            path[0] = '\0';
+        return scenario_fail(ctx, raw->script[i].pos, path,
+                             "TLS is up from the start on a tls: implicit listener: no starttls "
+                             "step");
+    }
+    return MOCKSRV_OK;
+}
+
 static int
 scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *key,
                          const struct scenario_node *val, const char *path, void *base)
@@ -2072,10 +2320,8 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
                 rc = scenario_fail(ctx, name->pos, lpath,
                                    "missing protocol (smtp, lmtp, pop3, imap or script)");
         }
-        if (rc == MOCKSRV_OK && raw.protocol == MS_PROTO_SCRIPT)
-            rc = scenario_fail(ctx, name->pos, lpath,
-                               "protocol script needs a script, which is not supported yet by "
-                               "this version");
+        if (rc == MOCKSRV_OK)
+            rc = scenario_check_listener_script(ctx, name, val->kids[i + 1], lpath, &raw);
         for (size_t j = 0; rc == MOCKSRV_OK && j < sc->n_listeners; j++) {
             const struct ms_listener_conf *o = &sc->listeners[j];
             if (raw.port != 0 && o->port == raw.port &&
@@ -2085,6 +2331,7 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
         }
         if (rc != MOCKSRV_OK) {
             free(raw.host);
+            scenario_script_free(&raw.script, &raw.n_script);
             return rc;
         }
         struct ms_listener_conf *l = &sc->listeners[sc->n_listeners++];
@@ -2094,6 +2341,8 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
         l->port = raw.port;
         l->host = raw.host;
         l->pos = name->pos;
+        l->script = raw.script;
+        l->n_script = raw.n_script;
     }
     return MOCKSRV_OK;
 }
@@ -2520,6 +2769,14 @@ scenario_check_fault_when(struct scenario_ctx *ctx, const struct scenario_node *
         return scenario_fail(ctx, key->pos, kpath, "%s needs at: %s (this rule is at: %s)",
                              only[i].key, scenario_fault_ats[only[i].at].name,
                              scenario_fault_ats[r->at].name);
+    }
+    if (r->at == MS_AT_WAITING && !r->has_for) {
+        /* FAULTS.md 1: waiting is "silent for a while": the while must be said */
+        const struct scenario_node *key = scenario_map_get(map, "at");
+        scenario_path_key(kpath, path, key);
+        return scenario_fail(ctx, key->pos, kpath,
+                             "at: waiting needs for: how long the client has been silent "
+                             "(e.g. for: 2s)");
     }
     return MOCKSRV_OK;
 }
@@ -3093,6 +3350,149 @@ scenario_parse_fault_close(struct scenario_ctx *ctx, const struct scenario_node 
     return MOCKSRV_OK;
 }
 
+/* ---- tls (FAULTS.md 2 `tls:`) ---- */
+
+static const struct scenario_name scenario_fault_tls_values[] = {
+    {"refuse", MS_FTLS_REFUSE}, {"plaintext", MS_FTLS_PLAINTEXT}, {"close", MS_FTLS_CLOSE},
+    {"alert", MS_FTLS_ALERT},   {"garbage", MS_FTLS_GARBAGE},
+};
+
+static const struct scenario_name scenario_fault_tls_phases[] = {
+    {"after-client-hello", MS_TLS_PHASE_AFTER_CLIENT_HELLO},
+    {"mid-server-flight", MS_TLS_PHASE_MID_SERVER_FLIGHT},
+    {"before-finished", MS_TLS_PHASE_BEFORE_FINISHED},
+};
+
+/* tls: {stall, after_bytes}, while it is parsed. */
+struct scenario_tls_stall {
+    int phase; /* -1 until given */
+    size_t after_bytes;
+};
+
+static int
+scenario_check_tls_stall(struct scenario_ctx *ctx, const struct scenario_node *map,
+                         const char *path, void *base)
+{
+    const struct scenario_tls_stall *t = base;
+    char kpath[SCENARIO_PATH_MAX];
+    if (t->phase < 0)
+        return scenario_fail(ctx, map->pos, path,
+                             "missing stall (after-client-hello, mid-server-flight or "
+                             "before-finished)");
+    const struct scenario_node *ab = scenario_map_get(map, "after_bytes");
+    if (ab && t->phase != MS_TLS_PHASE_MID_SERVER_FLIGHT) {
+        scenario_path_key(kpath, path, ab);
+        return scenario_fail(ctx, ab->pos, kpath,
+                             "after_bytes applies to stall: mid-server-flight only");
+    }
+    return MOCKSRV_OK;
+}
+
+static const struct scenario_field scenario_tls_stall_fields[] = {
+    F_NAMES("stall", SK_ENUM, struct scenario_tls_stall, phase, scenario_fault_tls_phases,
+            "TLS phase"),
+    F_NUM("after_bytes", SK_SIZE, struct scenario_tls_stall, after_bytes, 0, SIZE_MAX),
+};
+static const struct scenario_table scenario_tls_stall_table =
+    TABLE(scenario_tls_stall_fields, scenario_check_tls_stall);
+
+static int
+scenario_parse_fault_tls(struct scenario_ctx *ctx, const struct scenario_node *key,
+                         const struct scenario_node *val, const char *path, void *base)
+{
+    (void)key;
+    struct ms_fault_rule *r = base;
+    char got[SCENARIO_TEXT_MAX * 4 + 16], names[256];
+    static const char want[] = "refuse, plaintext, close, alert, garbage or "
+                               "{stall: after-client-hello | mid-server-flight | before-finished}";
+    if (val->kind == SCENARIO_MAP) {
+        struct scenario_tls_stall t = {.phase = -1};
+        int rc = scenario_walk(ctx, val, path, &scenario_tls_stall_table, &t);
+        if (rc != MOCKSRV_OK)
+            return rc;
+        r->tls = MS_FTLS_STALL;
+        r->tls_stall = (enum ms_fault_tls_phase)t.phase;
+        r->has_tls_after = scenario_map_get(val, "after_bytes") != NULL;
+        r->tls_after_bytes = t.after_bytes;
+        return MOCKSRV_OK;
+    }
+    if (val->kind != SCENARIO_SCALAR || scenario_is_null(val))
+        return scenario_fail_type(ctx, val, path, want);
+    for (size_t i = 0; i < MS_ARRAY_LEN(scenario_fault_tls_values); i++) {
+        if (strlen(val->text) == val->len &&
+            ms_strcaseeq(val->text, scenario_fault_tls_values[i].name)) {
+            r->tls = (enum ms_fault_tls)scenario_fault_tls_values[i].value;
+            return MOCKSRV_OK;
+        }
+    }
+    scenario_describe(got, sizeof got, val);
+    if (ms_strcaseeq(val->text, "stall"))
+        return scenario_fail(ctx, val->pos, path,
+                             "a stall names its phase: {stall: after-client-hello}, {stall: "
+                             "mid-server-flight, after_bytes: 200} or {stall: before-finished}");
+    scenario_format_names(names, sizeof names, scenario_fault_tls_values,
+                          MS_ARRAY_LEN(scenario_fault_tls_values));
+    return scenario_fail(ctx, val->pos, path, "unknown tls fault %s (one of %s, or {stall: PHASE})",
+                         got, names);
+}
+
+/* Where tls: applies (FAULTS.md 2): to STARTTLS/STLS at: command, or at: tls (the handshake,
+ * implicit or after the go-ahead), where refuse comes too late and a reply has nothing to
+ * replace. */
+static int
+scenario_check_fault_tls(struct scenario_ctx *ctx, const struct scenario_node *map,
+                         const char *path, const struct ms_fault_rule *r)
+{
+    static const char *const content[] = {"reply",  "replies", "raw", "send",
+                                          "inject", "append",  "hide"};
+    char kpath[SCENARIO_PATH_MAX];
+    int rc;
+    if (r->at == MS_AT_TLS) {
+        for (size_t i = 0; i < MS_ARRAY_LEN(content); i++) {
+            const struct scenario_node *k = scenario_map_get(map, content[i]);
+            if (!k)
+                continue;
+            scenario_path_key(kpath, path, k);
+            return scenario_fail(ctx, k->pos, kpath,
+                                 "at: tls has no reply to replace or edit (a handshake takes "
+                                 "tls, delay and close)");
+        }
+    }
+    const struct scenario_node *k = scenario_map_get(map, "tls");
+    if (!k)
+        return MOCKSRV_OK;
+    const struct scenario_node *v = scenario_map_value(map, "tls");
+    scenario_path_key(kpath, path, k);
+    if ((rc = scenario_fault_exclusive(ctx, map, path, "tls", "reply",
+                                       ": a reply replaces the go-ahead, so no TLS follows")) ||
+        (rc = scenario_fault_exclusive(ctx, map, path, "tls", "replies",
+                                       ": a reply replaces the go-ahead, so no TLS follows")) ||
+        (rc = scenario_fault_exclusive(ctx, map, path, "tls", "raw",
+                                       ": raw replaces the go-ahead, so no TLS follows")))
+        return rc;
+    if (r->at != MS_AT_COMMAND && r->at != MS_AT_TLS)
+        return scenario_fail(ctx, k->pos, kpath,
+                             "tls needs command: STARTTLS (or STLS) or at: tls (this rule is "
+                             "at: %s)",
+                             scenario_fault_ats[r->at].name);
+    if (r->at == MS_AT_TLS && r->tls == MS_FTLS_REFUSE)
+        return scenario_fail(ctx, v->pos, kpath,
+                             "refuse answers STARTTLS or STLS (when: {command: STARTTLS}); at: "
+                             "tls the go-ahead has been sent");
+    if (r->at == MS_AT_COMMAND) {
+        if (!r->n_commands)
+            return scenario_fail(ctx, k->pos, kpath,
+                                 "tls at: command needs command: STARTTLS (or STLS)");
+        for (size_t i = 0; i < r->n_commands; i++)
+            if (strcmp(r->commands[i], "STARTTLS") != 0 && strcmp(r->commands[i], "STLS") != 0)
+                return scenario_fail(ctx, k->pos, kpath,
+                                     "tls applies to STARTTLS and STLS only (this rule's "
+                                     "command: %s)",
+                                     r->commands[i]);
+    }
+    return MOCKSRV_OK;
+}
+
 static int
 scenario_check_fault(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
                      void *base)
@@ -3105,11 +3505,13 @@ scenario_check_fault(struct scenario_ctx *ctx, const struct scenario_node *map, 
         return rc;
     if (!r->has_reply && !r->n_replies && !r->has_raw && !r->send && !r->inject && !r->append &&
         !r->n_hide && !r->has_delay && r->close_how == MS_CLOSE_NONE && !r->has_split &&
-        !r->bandwidth && !r->has_read && !r->has_stall && !r->has_tarpit)
+        !r->bandwidth && !r->has_read && !r->has_stall && !r->has_tarpit && !r->tls)
         return scenario_fail(ctx, map->pos, path,
                              "a rule needs at least one action (reply, replies, raw, send, "
                              "inject, append, hide, tls, delay, split, bandwidth, read, stall, "
                              "close or tarpit)");
+    if ((rc = scenario_check_fault_tls(ctx, map, path, r)) != MOCKSRV_OK)
+        return rc;
     return MOCKSRV_OK;
 }
 
@@ -3134,11 +3536,36 @@ static const struct scenario_field scenario_fault_fields[] = {
     F_CUSTOM("read", scenario_parse_fault_read),
     F_CUSTOM("stall", scenario_parse_fault_stall),
     F_CUSTOM("tarpit", scenario_parse_fault_tarpit),
-    F_LATER("tls"),
+    F_CUSTOM("tls", scenario_parse_fault_tls),
     F_CUSTOM("scope", scenario_parse_fault_scope),
 };
 static const struct scenario_table scenario_fault_table =
     TABLE(scenario_fault_fields, scenario_check_fault);
+
+/* Appends the canonical text of n: for a scalar, whether it was plain (plain and quoted may
+ * mean different things: null, true, 3) and its length and bytes (NUL and backslash escaped,
+ * so the text is one C string); maps and sequences bracket their kids, keys in file order.
+ * Two spellings of the same rule (block or flow style, spacing, comments) give the same text;
+ * a changed key, value or order gives another. Depth is bounded by the tree's. */
+static void
+scenario_node_canon(struct ms_buf *b, const struct scenario_node *n)
+{
+    if (n->kind == SCENARIO_SCALAR) {
+        ms_buf_printf(b, "%c%zu:", n->plain ? 'p' : 'q', n->len);
+        for (size_t i = 0; i < n->len; i++) {
+            char c = n->text[i];
+            if (c == '\0' || c == '\\')
+                ms_buf_puts(b, c ? "\\\\" : "\\0");
+            else
+                ms_buf_append(b, &c, 1);
+        }
+        return;
+    }
+    ms_buf_puts(b, n->kind == SCENARIO_MAP ? "{" : "[");
+    for (size_t i = 0; i < n->n_kids; i++)
+        scenario_node_canon(b, n->kids[i]);
+    ms_buf_puts(b, n->kind == SCENARIO_MAP ? "}" : "]");
+}
 
 static int
 scenario_parse_faults(struct scenario_ctx *ctx, const struct scenario_node *key,
@@ -3166,6 +3593,11 @@ scenario_parse_faults(struct scenario_ctx *ctx, const struct scenario_node *key,
             return rc;
         if (!r->name)
             r->name = ms_asprintf("faults[%zu]", i);
+        /* the definition a reload compares to keep counters (FAULTS.md 5); an unnamed rule's
+         * name is its place, so moving it is a change */
+        struct ms_buf src = {0};
+        scenario_node_canon(&src, item);
+        r->source = ms_buf_steal(&src, NULL);
     }
     return MOCKSRV_OK;
 }
@@ -3342,8 +3774,8 @@ scenario_parse_expect_never(struct scenario_ctx *ctx, const struct scenario_node
                             const struct scenario_node *val, const char *path, void *base)
 {
     struct ms_expect_conf *e = base;
-    return scenario_fault_words(ctx, val, path, SW_NAME,
-                                "a command pattern, like \"AUTH *\"", &e->never, &e->n_never);
+    return scenario_fault_words(ctx, val, path, SW_NAME, "a command pattern, like \"AUTH *\"",
+                                &e->never, &e->n_never);
 }
 
 static int
@@ -3400,8 +3832,7 @@ scenario_check_expect(struct scenario_ctx *ctx, const struct scenario_node *map,
 static const struct scenario_field scenario_expect_fields[] = {
     F_CUSTOM("when", scenario_parse_expect_when),
     F_CUSTOM("sequence", scenario_parse_expect_sequence),
-    F_NAMES("match", SK_ENUM, struct ms_expect_conf, match, scenario_expect_matches,
-            "match mode"),
+    F_NAMES("match", SK_ENUM, struct ms_expect_conf, match, scenario_expect_matches, "match mode"),
     F_BOOL("enforce", struct ms_expect_conf, enforce),
     F_CUSTOM("never", scenario_parse_expect_never),
     F_BOOL("no_pregreet", struct ms_expect_conf, no_pregreet),
@@ -3530,6 +3961,7 @@ ms_scenario_destroy(struct ms_scenario **scp)
     for (size_t i = 0; i < sc->n_listeners; i++) {
         free(sc->listeners[i].name);
         free(sc->listeners[i].host);
+        scenario_script_free(&sc->listeners[i].script, &sc->listeners[i].n_script);
     }
     free(sc->listeners);
     for (size_t i = 0; i < sc->n_users; i++) {
@@ -4081,6 +4513,59 @@ scenario_emit_mailboxes(struct scenario_emit *e, const struct ms_account *acc, s
     scenario_emit_map_end(e);
 }
 
+/* listeners.NAME.script, one flow mapping per step: send lines as written (the loader adds
+ * the same CRLFs again), raw bytes and globs double-quoted, which carries any text exactly
+ * (a NUL as "\0"); `reset` comes back as rst. */
+static void
+scenario_emit_script(struct scenario_emit *e, const struct ms_listener_conf *l)
+{
+    char buf[32];
+    scenario_emit_plain(e, "script");
+    scenario_emit_seq_start(e, 0);
+    for (size_t i = 0; i < l->n_script; i++) {
+        const struct ms_script_step *st = &l->script[i];
+        scenario_emit_map_start(e, 1);
+        switch (st->op) {
+        case MS_SCRIPT_SEND:
+            if (st->raw) {
+                scenario_emit_plain(e, "raw");
+                scenario_emit_scalar(e, st->bytes, st->len, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+                break;
+            }
+            scenario_emit_plain(e, "send");
+            if (st->n_lines > 1)
+                scenario_emit_seq_start(e, 1);
+            for (size_t k = 0; k < st->n_lines; k++)
+                scenario_emit_scalar(e, st->lines[k], strlen(st->lines[k]),
+                                     YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+            if (st->n_lines > 1)
+                scenario_emit_seq_end(e);
+            break;
+        case MS_SCRIPT_EXPECT:
+            scenario_emit_plain(e, "expect");
+            scenario_emit_scalar(e, st->bytes, st->len, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+            break;
+        case MS_SCRIPT_DELAY:
+            scenario_format_duration(buf, sizeof buf, (uint64_t)st->delay_ms);
+            scenario_emit_plain(e, "delay");
+            scenario_emit_plain(e, buf);
+            break;
+        case MS_SCRIPT_CLOSE:
+            scenario_emit_plain(e, "close");
+            scenario_emit_plain(e, st->how == MS_CLOSE_RST    ? "rst"
+                                   : st->how == MS_CLOSE_HALF ? "half"
+                                                              : "fin");
+            break;
+        case MS_SCRIPT_STARTTLS:
+            scenario_emit_plain(e, "starttls");
+            scenario_emit_bool(e, 1);
+            break;
+        }
+        scenario_emit_map_end(e);
+    }
+    scenario_emit_seq_end(e);
+}
+
 /* The settings of the scenario. faults: is deliberately not written back: the state document
  * records the mail store, and a fault plan replayed on a reload of the state would fire again
  * against a run it was not written for. Keep the fault rules in their own scenario file. */
@@ -4102,7 +4587,7 @@ scenario_emit_settings(struct scenario_emit *e, const struct ms_scenario *sc)
     for (size_t i = 0; i < sc->n_listeners; i++) {
         const struct ms_listener_conf *l = &sc->listeners[i];
         scenario_emit_str(e, l->name);
-        scenario_emit_map_start(e, 1);
+        scenario_emit_map_start(e, l->n_script == 0);
         scenario_emit_plain(e, "protocol");
         scenario_emit_plain(e, ms_proto_name(l->protocol));
         scenario_emit_plain(e, "port");
@@ -4113,6 +4598,8 @@ scenario_emit_settings(struct scenario_emit *e, const struct ms_scenario *sc)
             scenario_emit_plain(e, "host");
             scenario_emit_str(e, l->host);
         }
+        if (l->n_script)
+            scenario_emit_script(e, l);
         scenario_emit_map_end(e);
     }
     scenario_emit_map_end(e);

@@ -23,6 +23,7 @@
 #include "store.h"
 
 struct ms_server;
+struct ms_expect_session;
 
 struct ms_listener {
     struct ms_server *srv;
@@ -65,6 +66,9 @@ struct ms_session {
     struct ms_fault_actions pending;
     int fault_closed; /* a close action ended the connection: the engine stops */
     char *auth_user;  /* authenticated user name, or NULL */
+    /* expectations: this session's state for the entries of the scenario it started with
+     * (expect.c); NULL when the scenario has none */
+    struct ms_expect_session *expect;
     struct ms_session *prev, *next;
 };
 
@@ -194,6 +198,18 @@ void ms_session_reply_raw(struct ms_session *s, const char *p, size_t n, size_t 
  * STARTTLS go-ahead was queued): tls.start, then tls.done or tls.fail events. Returns
  * MOCKSRV_OK, or an error after which the session must end (close_reason is set). */
 int ms_session_starttls(struct ms_session *s);
+/* The same with the tls: fault of a STARTTLS/STLS command (cmd from ms_session_tls_take, or
+ * NULL). Both run the at: tls rules once per handshake (FAULTS.md 1). A handshake a fault
+ * breaks (close, alert, garbage, stall, at: tls close) emits tls.fail "fault: ...", stalls
+ * as told and closes the connection: the result is then MOCKSRV_ETLS with s->fault_closed set
+ * and close_reason fault. A delay alone gives a late but normal handshake. */
+int ms_session_starttls_fault(struct ms_session *s, const struct ms_fault_actions *cmd);
+/* For STARTTLS/STLS, before the engine answers: the tls: action of the pending fault actions
+ * (MS_FTLS_NONE: none), moved into *tls_r. With close, alert, garbage and stall the pending
+ * close goes along (it ends the broken handshake, not the go-ahead). The engine answers
+ * refuse with its "TLS not available" reply, plaintext with the go-ahead and no handshake,
+ * the others with the go-ahead and ms_session_starttls_fault(s, tls_r). */
+enum ms_fault_tls ms_session_tls_take(struct ms_session *s, struct ms_fault_actions *tls_r);
 /* 1 when the listener offers STARTTLS/STLS now (starttls or required, not yet encrypted). */
 int ms_session_can_starttls(const struct ms_session *s);
 /* 1 when the listener requires TLS and the session is not encrypted yet. */
@@ -223,7 +239,7 @@ enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const 
 
 void ms_fault_run_init(struct ms_scenario *sc);
 /* The loader parses every rule of FAULTS.md; this refuses, with the rule's position, what the
- * engine cannot carry out yet (at: tls, at: data for IMAP) and what means nothing at its event
+ * engine cannot carry out yet (shaping at: tls, at: data for IMAP) and what means nothing at its event
  * (hide at data or waiting), so nothing is silently ignored. */
 int ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err);
 void ms_fault_session_start(struct ms_session *s);
@@ -280,5 +296,8 @@ int ms_session_hidden(const struct ms_session *s, const char *keyword, size_t le
 /* Protocol engines: run in the session's coroutine; return when the session is over. */
 void ms_smtp_session(struct ms_session *s);
 void ms_pop3_session(struct ms_session *s);
+/* protocol: script (SPEC 3.4): the listener's steps, from the scenario the session started with
+ * (s->faults_sc). */
+void ms_script_session(struct ms_session *s);
 
 #endif

@@ -940,8 +940,17 @@ smtp_cmd_starttls(struct smtp *sm, const char *verb, const char *args)
     }
     if (!smtp_check_no_args(sm, verb, args))
         return;
+    /* a tls: fault (FAULTS.md 2): refused, a go-ahead without TLS, or a broken handshake */
+    struct ms_fault_actions tf;
+    enum ms_fault_tls ft = ms_session_tls_take(sm->s, &tf);
+    if (ft == MS_FTLS_REFUSE) {
+        smtp_reply(sm, 454, "4.7.0", "TLS not available"); /* RFC 3207 4 */
+        return;
+    }
     smtp_reply(sm, 220, "2.0.0", "Ready to start TLS");
-    if (ms_session_starttls(sm->s) != MOCKSRV_OK) {
+    if (ft == MS_FTLS_PLAINTEXT)
+        return; /* the next bytes are read as commands, the session as it was */
+    if (ms_session_starttls_fault(sm->s, &tf) != MOCKSRV_OK) {
         sm->done = 1;
         return;
     }

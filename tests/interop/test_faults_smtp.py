@@ -5,7 +5,11 @@ deterministic, as smtplib and a raw client see them.
 - first-auth-fails (count: run, replies with pass): the first AUTH of the run gets 454, every
   later one (same session or another) is served normally;
 - slow-end-of-data: the reply to "." comes no earlier than 300 ms after it was sent;
-- busy-second-session: MAIL in the 2nd connection gets 421 and then EOF (close: fin).
+- busy-second-session: MAIL in the 2nd connection gets 421 and then EOF (close: fin);
+- expect: session 1 must follow A's sequence (EHLO, STARTTLS, EHLO, AUTH, ..., AUTH, MAIL, three
+  RCPT, ..., QUIT): a client that does gets exit status 0, one that does not gets an
+  expect.fail and exit status 3. Most fault tests below use a plain session 1 (no STARTTLS), so
+  they expect exit status 3 too.
 
 One server per test: the session and run counters start from zero in every case."""
 import base64
@@ -15,7 +19,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, code  # noqa: E402
+from mocksrv_harness import Mocksrv, RawSmtp, client_context, code  # noqa: E402
 from test_faults_check import (HOST, Wire, fault_events, fault_fixture,  # noqa: E402
                                wait_closed_event)
 
@@ -29,17 +33,58 @@ class TransactionalTest(unittest.TestCase):
         self.srv = Mocksrv(fault_fixture("smtp-transactional.yaml")).start()
         self.addCleanup(self.stop)
         self.port = self.srv.port("smtp")
+        # A's expect: session 1 must follow the sequence; the fault tests' session 1 does not
+        # (no STARTTLS), so their run ends with an unmet expectation
+        self.want_exit = 3
 
     def stop(self):
         rc = self.srv.stop()
         self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
+        self.assertEqual(rc, self.want_exit, "mocksrv exit status after SIGTERM; stderr:\n%s"
                          % self.srv.stderr_text())
 
     def smtplib_client(self):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5)
         self.addCleanup(s.close)
         return s
+
+    # ---- expect: A's sequence for session 1 ----
+
+    def session_commands(self, sid):
+        return [e["line"].split(" ")[0] for e in self.srv.events()
+                if e["event"] == "command" and e["session"] == sid]
+
+    def test_client_following_the_sequence_exit_0(self):
+        s = self.smtplib_client()
+        s.starttls(context=client_context(self.srv.ca_file))
+        # PLAIN gets 454 (first-auth-fails), smtplib falls back to LOGIN: two AUTH commands
+        self.assertEqual(s.login("alice", "secret")[0], 235)
+        refused = s.sendmail("a@client.example", RCPTS[:3], BODY)
+        self.assertEqual(list(refused), ["r3@mock.test"])  # rcpt3-451
+        s.quit()
+        wait_closed_event(self.srv, 1)
+        # the events also log LOGIN's password line and the end of DATA; both are payload,
+        # not commands of the sequence (FAULTS.md 5)
+        self.assertEqual(self.session_commands(1),
+                         ["ehlo", "STARTTLS", "ehlo", "AUTH", "AUTH", "c2VjcmV0", "mail", "rcpt",
+                          "rcpt", "rcpt", "data", ".", "quit"])
+        self.assertEqual([e for e in self.srv.events() if e["event"] == "expect.fail"], [])
+        self.want_exit = 0
+
+    def test_client_skipping_starttls_exit_3(self):
+        s = self.smtplib_client()
+        self.assertEqual(s.login("alice", "secret")[0], 235)  # in plaintext: no STARTTLS
+        s.quit()
+        ev = self.srv.wait_event(lambda e: e["event"] == "expect.fail", what="expect.fail")
+        self.assertEqual((ev["session"], ev["expectation"]), (1, "expect[0].sequence"))
+        self.assertRegex(ev["seen"], r"^got AUTH PLAIN \S+ where STARTTLS was expected; "
+                                     r"commands: ehlo client\.example, AUTH PLAIN ")
+        wait_closed_event(self.srv, 1)
+        self.assertEqual(self.srv.stop(), 3)
+        self.assertIn("expectation not met: session 1 (smtp): expect[0].sequence: got AUTH PLAIN",
+                      self.srv.stderr_text())
+        # reported once: the session's end adds nothing
+        self.assertEqual(len([e for e in self.srv.events() if e["event"] == "expect.fail"]), 1)
 
     # ---- rcpt3-451 ----
 
