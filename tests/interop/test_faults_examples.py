@@ -172,6 +172,18 @@ class ExampleGTest(unittest.TestCase):
                      "fault pregreet-banner (greeting, match 1): reply, split",
                      "fault rcpt-tarpit (command, match 21): delay"):
             self.assertIn(line, text)
+        w.read_to_end()
+        self.assertEqual(self.srv.stop(), 0, "a patient client meets no_pregreet")
+
+    def test_pregreet_client_fails_the_expectation(self):
+        w = Wire(self.srv.port("mx"), timeout=20)
+        self.addCleanup(w.close)
+        w.send("EHLO impatient.example\r\n")  # before the banner's second line
+        w.take_until(b"220 mx.mock.test ESMTP\r\n")
+        self.assertEqual(self.srv.stop(), 3)
+        fails = [e for e in self.srv.events() if e["event"] == "expect.fail"]
+        self.assertEqual(len(fails), 1, fails)
+        self.assertIn("no_pregreet", fails[0]["expectation"])
 
 
 class ExampleHTest(unittest.TestCase):
