@@ -401,6 +401,8 @@ int
 ms_fault_has_at(const struct ms_session *s, enum ms_fault_at at)
 {
     const struct ms_scenario *sc = s->faults_sc;
+    if (sc && sc->faults.index) /* built with the run state: no scan per command read */
+        return sc->faults.index->n_any[at] || sc->faults.index->n_verbs[at];
     for (size_t i = 0; sc && i < sc->faults.n_rules; i++)
         if (sc->faults.rules[i].at == at)
             return 1;

@@ -5,8 +5,9 @@
  * This first part covers: every `when` key and counter (listener, protocol, session, encrypted,
  * user, at, command, args, nth/every/after, count), the modifiers (probability, per, times,
  * name), and the actions reply, replies, raw, send, inject, append, hide, delay and close.
- * The shaping actions (split, bandwidth, read, stall, tarpit), tls faults and `scope` are
- * refused by the loader as "not supported yet" with their position, never silently ignored.
+ * tls faults (at STARTTLS/STLS and at: tls) are carried out by session.c and conn.c. What the
+ * engine cannot carry out yet is refused (ms_faults_check_supported) as "not supported yet"
+ * with its position, never silently ignored.
  *
  * Invariants:
  *   - Rules are compiled once from the scenario; runtime state (counters) lives in the server

@@ -661,7 +661,8 @@ pop3_dispatch(struct pop3 *p, struct ms_line *line)
     if (vl < sizeof verb) {
         memcpy(verb, line->data, vl);
         verb[vl] = '\0';
-        memcpy(p->verb, verb, vl + 1);
+        for (size_t i = 0; i <= vl; i++) /* as rules name it */
+            p->verb[i] = (char)toupper((unsigned char)verb[i]);
         for (size_t i = 0; i < MS_ARRAY_LEN(pop3_commands); i++)
             if (ms_strcaseeq(pop3_commands[i].verb, verb))
                 cmd = &pop3_commands[i];

@@ -1,9 +1,15 @@
 /*
  * session.c - what every protocol session shares: sending a reply (with its event), the SASL
- * exchange of AUTH / AUTHENTICATE, and the auth event.
+ * exchange of AUTH / AUTHENTICATE, the auth event, reading the next command while the
+ * `at: waiting` rules watch the client's silence, and carrying out fault actions.
  *
  * Not here: protocol syntax beyond the challenge prefix each engine passes in ("334 " for SMTP,
  * "+ " for POP3 and IMAP); the engines compose their own replies.
+ *
+ * Invariants:
+ *   - SASL continuation lines are payload (`at: data` of AUTH / AUTHENTICATE), never commands;
+ *     the client's "*" always cancels, whatever the rules say.
+ *   - A waiting rule fires at most once per silence period; only client bytes end a period.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,7 +366,7 @@ session_tls_fault(struct ms_session *s, const struct ms_fault_actions *cmd,
         .stop = MS_CONN_TLS_COMPLETE,
         .flight_bytes = UINT64_MAX,
         .delay_ms = at->has_delay ? at->delay_ms : 0,
-        .fa = at,
+        .fa = at, /* for the shaping of the handshake flights (split, bandwidth at: tls) */
     };
     const char *reason = NULL;
     char why[64] = "";
@@ -384,7 +390,7 @@ session_tls_fault(struct ms_session *s, const struct ms_fault_actions *cmd,
         snprintf(why, sizeof why, "fault: %s", tf->tls == MS_FTLS_ALERT ? "alert" : "garbage");
         break;
     case MS_FTLS_STALL:
-        o.stop = tf->tls_stall == MS_TLS_PHASE_AFTER_CLIENT_HELLO ? MS_CONN_TLS_AFTER_HELLO
+        o.stop = tf->tls_stall == MS_TLS_PHASE_AFTER_CLIENT_HELLO  ? MS_CONN_TLS_AFTER_HELLO
                  : tf->tls_stall == MS_TLS_PHASE_MID_SERVER_FLIGHT ? MS_CONN_TLS_MID_FLIGHT
                                                                    : MS_CONN_TLS_AFTER_FLIGHT;
         if (tf->has_tls_after)

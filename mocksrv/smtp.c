@@ -13,6 +13,8 @@
  *
  * Invariants:
  *   - Every command line gets exactly one reply (LMTP: DATA/BDAT LAST get one per recipient).
+ *     A fault's early answer at data (mid-body or mid-chunk) is that reply: the end of data or
+ *     the chunk gets no other, and the transaction is reset.
  *   - Message bytes are kept exactly as received after dot-unstuffing (DATA) or as sent (BDAT).
  *   - The transaction (MAIL, RCPT, data) is reset by RSET, EHLO/HELO/LHLO and after each message.
  */
@@ -1029,7 +1031,9 @@ smtp_dispatch(struct smtp *sm, struct ms_line *line)
         memcpy(verb, line->data, vl);
         verb[vl] = '\0';
         cmd = smtp_find(sm, verb);
-        memcpy(sm->verb, verb, vl + 1);
+        /* as rules name it: the table's spelling, else the verb upper-cased */
+        for (size_t i = 0; i <= vl; i++)
+            sm->verb[i] = (char)toupper((unsigned char)verb[i]);
     }
     const char *args = sp ? sp + 1 : "";
     if (!cmd) {

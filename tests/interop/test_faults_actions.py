@@ -1,14 +1,17 @@
 """Fault actions that change what the client reads (fixtures/faults/smtp-actions.yaml, one rule
-per NOOP/EHLO argument, and FAULTS.md example C's hide/append variants in
-fixtures/faults/starttls-family.yaml): reply (string and list), raw, inject, append, hide,
-delay (fixed and drawn from a range), and the precedence of rules per action key.
+per NOOP/EHLO argument, and FAULTS.md example C in fixtures/faults/starttls-family.yaml): reply
+(string and list), raw, inject, append, hide, tls (refuse, plaintext, alert, stall), delay (fixed
+and drawn from a range), and the precedence of rules per action key.
 
 Each case checks the exact bytes a raw client receives (and, for inject/append, that they came
 in the same read as the reply), that the session goes on with normal replies afterwards, and the
 fault event of the rule."""
 import os
 import smtplib
+import socket
+import ssl
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -241,18 +244,41 @@ class DelayTest(ServerCase):
 
 
 class StarttlsFamilyTest(ServerCase):
-    """FAULTS.md example C: session 2 EHLO without STARTTLS, session 4 STARTTLS + append.
-    Sessions 1 and 3 are normal (their tls: variants are not supported yet)."""
+    """FAULTS.md example C in full, one variant per connection in accept order: 1 tls: refuse,
+    2 EHLO without STARTTLS, 3 tls: plaintext, 4 STARTTLS + append, 5 tls: alert, 6 tls:
+    {stall: after-client-hello}, while session 7 is served normally."""
     FIXTURE = "starttls-family.yaml"
 
+    def go_ahead(self, n):
+        """A raw session n up to the STARTTLS go-ahead (checked)."""
+        w = Wire(self.port)
+        self.addCleanup(w.close)
+        w.reply()
+        self.assertIn("250-STARTTLS", w.cmd("EHLO s%d.example" % n).split("\n"))
+        self.assertEqual(w.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+        return w
+
     def test_sessions_in_order(self):
-        ehlos = []
-        for n in (1, 2, 3):
-            with smtplib.SMTP(HOST, self.port, timeout=5) as s:
-                s.ehlo("s%d.example" % n)
-                ehlos.append(s.has_extn("starttls"))
-                self.assertTrue(s.has_extn("auth"))
-        self.assertEqual(ehlos, [True, False, True])
+        # session 1: refused, and the session goes on in plaintext
+        with smtplib.SMTP(HOST, self.port, timeout=5) as s:
+            s.ehlo("s1.example")
+            self.assertTrue(s.has_extn("starttls"))
+            with self.assertRaises(smtplib.SMTPResponseException) as cm:
+                s.starttls()
+            self.assertEqual((cm.exception.smtp_code, cm.exception.smtp_error),
+                             (454, b"4.7.0 TLS not available"))
+            self.assertEqual(s.noop(), (250, b"2.0.0 Ok"))
+        # session 2: STARTTLS stripped from EHLO
+        with smtplib.SMTP(HOST, self.port, timeout=5) as s:
+            s.ehlo("s2.example")
+            self.assertFalse(s.has_extn("starttls"))
+            self.assertTrue(s.has_extn("auth"))
+        # session 3: the go-ahead, then the next bytes are read as plaintext commands
+        w = self.go_ahead(3)
+        ehlo = w.cmd("EHLO s3.example").split("\n")
+        self.assertEqual(ehlo[0], "250-mock.test")
+        self.assertIn(w.cmd("QUIT"), ("221 2.0.0 Bye", "221 Bye"))
+        self.assertEqual(w.read_to_end(), (b"", "eof"))
 
         # session 4: the go-ahead, then the appended plaintext in the same read
         w = Wire(self.port)
@@ -278,10 +304,42 @@ class StarttlsFamilyTest(ServerCase):
         tls.sendall(b"QUIT\r\n")
         tls.close()
 
+        # session 5: the go-ahead, then a fatal handshake_failure alert answers the ClientHello
+        w = self.go_ahead(5)
+        with self.assertRaises(ssl.SSLError) as cm:
+            client_context(self.srv.ca_file).wrap_socket(w.sock, server_hostname="mock.test")
+        self.assertEqual(cm.exception.reason, "SSLV3_ALERT_HANDSHAKE_FAILURE", cm.exception)
+
+        # session 6: the go-ahead, the ClientHello, then nothing; session 7 is served meanwhile
+        w6 = self.go_ahead(6)
+        hello = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls6 = client_context(self.srv.ca_file).wrap_bio(*hello, server_hostname="mock.test")
+        with self.assertRaises(ssl.SSLWantReadError):
+            tls6.do_handshake()
+        w6.send(hello[1].read())
+        sent_at = time.monotonic()
+        with smtplib.SMTP(HOST, self.port, timeout=5) as s:
+            s.ehlo("s7.example")
+            self.assertTrue(s.has_extn("starttls"))
+            self.assertEqual(s.noop(), (250, b"2.0.0 Ok"))
+        w6.sock.settimeout(max(0.1, sent_at + 1.5 - time.monotonic()))
+        with self.assertRaises(socket.timeout):
+            data = w6.sock.recv(65536)
+            self.fail("the stalled handshake got %r" % data)
+
         evs = [e for e in fault_events(self.srv)]
         self.assertEqual([(e["session"], e["command"], e["actions"]) for e in evs],
-                         [(2, "EHLO", ["hide"]), (4, "STARTTLS", ["append"])])
-        self.assertEqual([e["counters"]["session"] for e in evs], [2, 4])
+                         [(1, "STARTTLS", ["tls"]), (2, "EHLO", ["hide"]),
+                          (3, "STARTTLS", ["tls"]), (4, "STARTTLS", ["append"]),
+                          (5, "STARTTLS", ["tls"]), (6, "STARTTLS", ["tls"])])
+        self.assertEqual([e["counters"]["session"] for e in evs], [1, 2, 3, 4, 5, 6])
+        fails = [(e["session"], e["reason"]) for e in self.srv.events()
+                 if e["event"] == "tls.fail"]
+        self.assertEqual(fails, [(5, "fault: alert"), (6, "fault: stall after-client-hello")])
+        closes = {e["session"]: e["reason"] for e in self.srv.events()
+                  if e["event"] == "session.close"}
+        self.assertEqual(closes.get(5), "fault")
+        self.assertNotIn(6, closes, "the stalled session stays open until the idle timeout")
 
 
 if __name__ == "__main__":

@@ -271,21 +271,46 @@ class CheckTest(unittest.TestCase):
                 rc, out = self.check_text(self.BASE + extra)
                 self.assertEqual(rc, 0, out)
 
+    def rule_text(self, rule):
+        return ("version: 1\nlisteners: { smtp: { protocol: smtp, port: 0 } }\n"
+                "faults:\n  - when: %s\n" % rule)
+
     def test_unsupported_events_refused(self):
-        # at: tls and at: waiting are later parts; at: data only with received and only for
-        # close/delay (the brief of this part).
+        # at: data has no IMAP engine to carry it out yet
         cases = {
-            "tls": "{ at: tls }\n    close: fin",
-            "waiting": "{ at: waiting, for: 2s }\n    send: \"421 bye\"",
-            "data-reply": "{ at: data, received: 1KiB }\n    reply: \"552 too big\"",
+            "data-imap": "{ protocol: imap, at: data, received: 1KiB }\n    close: rst",
         }
         for name, rule in cases.items():
             with self.subTest(case=name):
-                text = ("version: 1\nlisteners: { smtp: { protocol: smtp, port: 0 } }\n"
-                        "faults:\n  - when: %s\n" % rule)
-                rc, out = self.check_text(text)
+                rc, out = self.check_text(self.rule_text(rule))
                 self.assertEqual(rc, 2, out)
                 self.assertIn("not supported yet", out)
+                self.assertIn(":4:", out)
+
+    def test_meaningless_at_event_refused(self):
+        # hide edits a capability list: a payload or a silence has none
+        for at in ("{ at: data, received: 1KiB }", "{ at: waiting, for: 2s }"):
+            with self.subTest(at=at):
+                rc, out = self.check_text(self.rule_text(at + "\n    hide: [STARTTLS]"))
+                self.assertEqual(rc, 2, out)
+                self.assertIn("hide edits a capability list", out)
+                self.assertIn(":4:", out)
+        # waiting without for: nothing says how long the silence is
+        rc, out = self.check_text(self.rule_text("{ at: waiting }\n    close: fin"))
+        self.assertEqual(rc, 2, out)
+        self.assertIn("at: waiting needs for", out)
+        self.assertIn(":4:", out)
+
+    def test_waiting_and_data_content_accepted(self):
+        for rule in ("{ at: waiting, for: 2s }\n    send: \"421 bye\"\n    close: fin",
+                     "{ for: 500ms, command: NOOP }\n    reply: \"421 bye\"",
+                     "{ at: data, received: 1KiB }\n    reply: \"552 too big\"",
+                     "{ command: BDAT, at: data }\n    raw: \"552 x\\r\\n\"",
+                     "{ command: AUTH, at: data }\n    reply: \"334 QnVHZ1liVWdHeQ==\"",
+                     "{ protocol: pop3, command: AUTH, at: data }\n    inject: \"+ x\\r\\n\""):
+            with self.subTest(rule=rule):
+                rc, out = self.check_text(self.rule_text(rule))
+                self.assertEqual(rc, 0, out)
 
     def test_unknown_rule_key_refused(self):
         rc, out = self.check_text(self.BASE + "    frobnicate: 1\n")

@@ -4,6 +4,10 @@ listeners or sessions (SPEC 2); a broken scenario is refused and the previous st
 
 Python's poplib and smtplib observe the effect: the INBOX a new POP3 session sees, the SIZE a
 new SMTP session is offered, and an SMTP session opened before the reload that keeps working.
+
+Fault counters across a reload (FAULTS.md 5): a rule whose name and definition did not change
+keeps its run counters, a changed rule starts again; raw SMTP sessions observe which NOOP gets
+the rule's reply.
 """
 
 import os
@@ -52,6 +56,32 @@ def inbox(port):
         p.quit()
 
 
+FAULTS_SCENARIO = """version: 1
+listeners:
+  smtp: {{ protocol: smtp, port: 0 }}
+faults:
+  - name: second-noop
+    when: {{ command: NOOP, nth: 2, count: run }}
+    reply: "{second}"
+  - name: other
+    when: {{ command: HELP }}
+    reply: "{other}"
+"""
+
+
+def write_faults(path, second, other):
+    with open(path, "w") as f:
+        f.write(FAULTS_SCENARIO.format(second=second, other=other))
+
+
+def session_reply(port, command="NOOP"):
+    """One SMTP session: the reply to COMMAND, then QUIT."""
+    with RawSmtp(port) as c:
+        reply = c.cmd(command)
+        c.cmd("QUIT")
+        return reply
+
+
 def size_offered(port):
     s = smtplib.SMTP("127.0.0.1", port, timeout=10)
     try:
@@ -84,6 +114,40 @@ class ReloadTest(unittest.TestCase):
                     # the session opened before the reload goes on
                     self.assertEqual(open_session.cmd("NOOP"), "250 2.0.0 Ok")
                     self.assertEqual(open_session.cmd("QUIT"), "221 2.0.0 Bye")
+            self.assertEqual(srv.returncode, 0)
+
+    def reload(self, srv, count):
+        """SIGHUP, then waits for the COUNT-th reload event, which must say ok."""
+        srv.signal(signal.SIGHUP)
+        srv.wait_event(lambda e: e["event"] == "reload"
+                       and sum(x["event"] == "reload" for x in srv.events()) >= count,
+                       what="reload %d" % count)
+        self.assertTrue([e for e in srv.events() if e["event"] == "reload"][count - 1]["ok"])
+
+    def test_reload_keeps_counters_of_unchanged_rules(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "s.yaml")
+            write_faults(path, "250 second noop", "214 one")
+            with Mocksrv(path) as srv:
+                port = srv.port("smtp")
+                # nth: 2 with count: run: the second session's NOOP
+                self.assertEqual(session_reply(port), "250 Ok")
+                self.assertEqual(session_reply(port), "250 second noop")
+                # another rule changes: second-noop keeps its count (3 and 4 now; were it
+                # reset, the 4th session would be its 2nd match and get the reply)
+                write_faults(path, "250 second noop", "214 two")
+                self.reload(srv, 1)
+                self.assertEqual(session_reply(port, "HELP"), "214 two")
+                self.assertEqual(session_reply(port), "250 Ok")
+                self.assertEqual(session_reply(port), "250 Ok")
+                # its own definition changes: counting starts again
+                write_faults(path, "250 second noop, again", "214 two")
+                self.reload(srv, 2)
+                self.assertEqual(session_reply(port), "250 Ok")
+                self.assertEqual(session_reply(port), "250 second noop, again")
+                fired = [e["counters"]["match"] for e in srv.events()
+                         if e["event"] == "fault" and e["rule"] == "second-noop"]
+                self.assertEqual(fired, [2, 2])
             self.assertEqual(srv.returncode, 0)
 
     def test_bad_scenario_keeps_previous_state(self):
