@@ -303,6 +303,63 @@ START_TEST(test_values)
 }
 END_TEST
 
+/* tls: every form into tls, tls_stall, tls_after_bytes (FAULTS.md 2) */
+static const struct {
+    const char *yaml; /* one rule under "faults:\n  - " */
+    enum ms_fault_at at;
+    enum ms_fault_tls tls;
+    enum ms_fault_tls_phase phase;
+    uint64_t after_bytes;
+    int has_after;
+} tls_cases[] = {
+    {"{ when: { command: STARTTLS }, tls: refuse }", MS_AT_COMMAND, MS_FTLS_REFUSE, 0, 0, 0},
+    {"{ when: { command: [stls, StartTLS] }, tls: PlainText }", MS_AT_COMMAND, MS_FTLS_PLAINTEXT, 0,
+     0, 0},
+    {"{ when: { command: STARTTLS }, tls: close }", MS_AT_COMMAND, MS_FTLS_CLOSE, 0, 0, 0},
+    {"{ when: { command: STLS, at: command }, tls: alert }", MS_AT_COMMAND, MS_FTLS_ALERT, 0, 0, 0},
+    {"{ when: { at: tls }, tls: alert }", MS_AT_TLS, MS_FTLS_ALERT, 0, 0, 0},
+    {"{ when: { at: tls }, tls: garbage, delay: 1s }", MS_AT_TLS, MS_FTLS_GARBAGE, 0, 0, 0},
+    {"{ when: { at: tls }, tls: { stall: after-client-hello } }", MS_AT_TLS, MS_FTLS_STALL,
+     MS_TLS_PHASE_AFTER_CLIENT_HELLO, 0, 0},
+    {"{ when: { at: tls }, tls: { stall: mid-server-flight } }", MS_AT_TLS, MS_FTLS_STALL,
+     MS_TLS_PHASE_MID_SERVER_FLIGHT, 0, 0},
+    {"{ when: { at: tls }, tls: { stall: mid-server-flight, after_bytes: 200 }, close: { how: "
+     "rst, delay: 1s } }",
+     MS_AT_TLS, MS_FTLS_STALL, MS_TLS_PHASE_MID_SERVER_FLIGHT, 200, 1},
+    {"{ when: { at: tls }, tls: { after_bytes: 1KiB, stall: mid-server-flight } }", MS_AT_TLS,
+     MS_FTLS_STALL, MS_TLS_PHASE_MID_SERVER_FLIGHT, 1024, 1},
+    {"{ when: { at: tls }, tls: { stall: mid-server-flight, after_bytes: 0 } }", MS_AT_TLS,
+     MS_FTLS_STALL, MS_TLS_PHASE_MID_SERVER_FLIGHT, 0, 1},
+    {"{ when: { command: STARTTLS }, tls: { stall: before-finished } }", MS_AT_COMMAND,
+     MS_FTLS_STALL, MS_TLS_PHASE_BEFORE_FINISHED, 0, 0},
+    {"{ when: { at: tls }, delay: 500ms }", MS_AT_TLS, MS_FTLS_NONE, 0, 0, 0},
+    {"{ when: { at: tls }, close: rst }", MS_AT_TLS, MS_FTLS_NONE, 0, 0, 0},
+    /* a tls action alone is an action */
+    {"{ when: { command: STARTTLS, session: 2 }, tls: close, append: \"250 x\\r\\n\" }",
+     MS_AT_COMMAND, MS_FTLS_CLOSE, 0, 0, 0},
+};
+
+START_TEST(test_tls_values)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "faults:\n  - %s\n", tls_cases[_i].yaml);
+    struct ms_scenario *sc = load_ok(yaml);
+    ck_assert_uint_eq(sc->faults.n_rules, 1);
+    const struct ms_fault_rule *r = &sc->faults.rules[0];
+    ck_assert_msg(r->at == tls_cases[_i].at, "%s: at got %s, want %s", tls_cases[_i].yaml,
+                  at_name(r->at), at_name(tls_cases[_i].at));
+    ck_assert_msg(r->tls == tls_cases[_i].tls && r->tls_stall == tls_cases[_i].phase,
+                  "%s: tls got %d/%d, want %d/%d", tls_cases[_i].yaml, (int)r->tls,
+                  (int)r->tls_stall, (int)tls_cases[_i].tls, (int)tls_cases[_i].phase);
+    ck_assert_msg(r->tls_after_bytes == tls_cases[_i].after_bytes &&
+                      r->has_tls_after == tls_cases[_i].has_after,
+                  "%s: after_bytes got %llu (given %d), want %llu (given %d)", tls_cases[_i].yaml,
+                  (unsigned long long)r->tls_after_bytes, r->has_tls_after,
+                  (unsigned long long)tls_cases[_i].after_bytes, tls_cases[_i].has_after);
+    ms_scenario_destroy(&sc);
+}
+END_TEST
+
 START_TEST(test_listener_names)
 {
     /* A listener of the scenario, a standard name, and listeners: after faults: */
@@ -610,7 +667,47 @@ static const struct {
      "faults[0].tarpit: missing stutter (the gap between bytes)"},
     {R "{ delay: 1s, scope: forever }\n", 2, 25,
      "faults[0].scope: bad scope \"forever\" (reply, session or a duration like 10s)"},
-    {R "{ tls: refuse }\n", 2, 7, "faults[0].tls: not supported yet by this version"},
+    /* tls */
+    {R "{ tls: refuse }\n", 2, 7,
+     "faults[0].tls: tls needs command: STARTTLS (or STLS) or at: tls (this rule is at: accept)"},
+    {R "{ when: { at: greeting }, tls: close }\n", 2, 31,
+     "faults[0].tls: tls needs command: STARTTLS (or STLS) or at: tls (this rule is at: "
+     "greeting)"},
+    {R "{ when: { command: STARTTLS }, tls: refuze }\n", 2, 41,
+     "faults[0].tls: unknown tls fault \"refuze\" (one of refuse, plaintext, close, alert, "
+     "garbage, or {stall: PHASE})"},
+    {R "{ when: { command: STARTTLS }, tls: stall }\n", 2, 41,
+     "faults[0].tls: a stall names its phase: {stall: after-client-hello}"},
+    {R "{ when: { command: STARTTLS }, tls: [alert] }\n", 2, 41,
+     "faults[0].tls: expected refuse, plaintext, close, alert, garbage or {stall: "
+     "after-client-hello | mid-server-flight | before-finished}, got a list"},
+    {R "{ when: { command: STARTTLS }, tls: }\n", 2, 41, "faults[0].tls: expected refuse"},
+    {R "{ when: { command: STARTTLS }, tls: { stall: mid-flight } }\n", 2, 50,
+     "faults[0].tls.stall: unknown TLS phase \"mid-flight\" (one of after-client-hello, "
+     "mid-server-flight, before-finished)"},
+    {R "{ when: { command: STARTTLS }, tls: { after_bytes: 10 } }\n", 2, 41,
+     "faults[0].tls: missing stall (after-client-hello, mid-server-flight or before-finished)"},
+    {R "{ when: { command: STARTTLS }, tls: { stall: before-finished, after_bytes: 10 } }\n", 2, 67,
+     "faults[0].tls.after_bytes: after_bytes applies to stall: mid-server-flight only"},
+    {R "{ when: { command: STARTTLS }, tls: { stall: mid-server-flight, after_bytes: x } }\n", 2,
+     82, "faults[0].tls.after_bytes: bad size \"x\""},
+    {R "{ when: { command: STARTTLS }, tls: { stall: before-finished, phase: 2 } }\n", 2, 67,
+     "faults[0].tls.phase: unknown key"},
+    {R "{ when: { at: tls }, tls: refuse }\n", 2, 31,
+     "faults[0].tls: refuse answers STARTTLS or STLS (when: {command: STARTTLS}); at: tls the "
+     "go-ahead has been sent"},
+    {R "{ when: { command: [STARTTLS, EHLO] }, tls: alert }\n", 2, 44,
+     "faults[0].tls: tls applies to STARTTLS and STLS only (this rule's command: EHLO)"},
+    {R "{ when: { at: command }, tls: alert }\n", 2, 30,
+     "faults[0].tls: tls at: command needs command: STARTTLS (or STLS)"},
+    {R "{ when: { command: STARTTLS }, tls: alert, reply: \"454 no\" }\n", 2, 48,
+     "faults[0].reply: cannot be combined with tls (at 2:36): a reply replaces the go-ahead, so "
+     "no TLS follows"},
+    {R "{ when: { command: STARTTLS }, raw: \"x\", tls: alert }\n", 2, 46,
+     "faults[0].tls: cannot be combined with raw (at 2:36): raw replaces the go-ahead"},
+    {R "{ when: { at: tls }, delay: 1s, inject: \"x\" }\n", 2, 37,
+     "faults[0].inject: at: tls has no reply to replace or edit (a handshake takes tls, delay "
+     "and close)"},
     {R "{ splt: 1 }\n", 2, 7, "faults[0].splt: unknown key (did you mean \"split\"?)"},
     /* block style: the positions of the second rule */
     {"version: 1\nfaults:\n  - name: ok\n    delay: 1s\n  - name: bad\n    when:\n"
@@ -688,6 +785,7 @@ faults_conf_suite(void)
     tcase_add_test(tc, test_all_keys);
     tcase_add_test(tc, test_none);
     tcase_add_loop_test(tc, test_values, 0, (int)MS_ARRAY_LEN(value_cases));
+    tcase_add_loop_test(tc, test_tls_values, 0, (int)MS_ARRAY_LEN(tls_cases));
     tcase_add_test(tc, test_listener_names);
     tcase_add_test(tc, test_example_a);
     tcase_add_test(tc, test_example_e);
