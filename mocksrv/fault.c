@@ -463,10 +463,9 @@ ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *er
         const struct ms_fault_rule *r = &sc->faults.rules[i];
         const char *why = NULL;
         const char *bad = NULL; /* not "not supported yet": meaningless at this event */
-        if (r->at == MS_AT_TLS &&
-            (r->has_split || r->bandwidth || r->has_read || r->has_stall || r->has_tarpit))
-            why = "shaping at: tls (split, bandwidth, read, stall, tarpit; tls, delay and close "
-                  "work)";
+        if (r->at == MS_AT_TLS && r->has_stall)
+            bad = "stall at: tls would stop before the handshake; use tls: {stall: "
+                  "after-client-hello | mid-server-flight | before-finished}";
         else if (r->at == MS_AT_DATA && (r->protocols & (1u << MS_PROTO_IMAP)))
             why = "at: data for imap (SMTP DATA/BDAT and SASL lines of SMTP and POP3 only)";
         else if ((r->at == MS_AT_DATA || r->at == MS_AT_WAITING) && r->n_hide)

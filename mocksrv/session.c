@@ -17,6 +17,7 @@
 #include "sasl.h"
 #include "server.h"
 
+static int session_fault_shape(struct ms_session *s, const struct ms_fault_actions *fa);
 static void session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa,
                                 const char *p, size_t n, size_t event_lines);
 
@@ -371,6 +372,13 @@ session_tls_fault(struct ms_session *s, const struct ms_fault_actions *cmd,
     const char *reason = NULL;
     char why[64] = "";
     int rc = MOCKSRV_OK, stall = 0;
+    /* split, bandwidth, tarpit, read at: tls shape the handshake: the go-ahead leaves first,
+     * then the server's first flight is the shaped output unit (scope reply), or every flight
+     * and record after it (scope session or a duration) */
+    if (at->split.rule || at->bandwidth.rule || at->tarpit.rule || at->read.rule) {
+        ms_conn_flush(c, deadline);
+        session_fault_shape(s, at);
+    }
     switch (tf->tls) {
     case MS_FTLS_CLOSE:
         snprintf(why, sizeof why, "fault: close");
