@@ -1,5 +1,5 @@
-"""Fault rules (FAULTS.md), first part: the loader accepts every fixtures/faults/*.yaml and refuses
-what this part does not do yet with "not supported yet" and a position.
+"""Fault rules (FAULTS.md) at load: every fixtures/faults/*.yaml loads; bad rules are refused with
+a position and a message saying why (and IMAP-only events with "not supported yet").
 
 This file also holds what the other test_faults_*.py files share: Wire, a small raw client that
 records every recv() with its arrival time and how the stream ended (EOF or RST), and helpers for
@@ -295,6 +295,10 @@ class CheckTest(unittest.TestCase):
                 self.assertEqual(rc, 2, out)
                 self.assertIn("hide edits a capability list", out)
                 self.assertIn(":4:", out)
+        # a stall before a handshake is tls: {stall: ...}
+        rc, out = self.check_text(self.rule_text("{ at: tls }\n    stall: 1s"))
+        self.assertEqual(rc, 2, out)
+        self.assertIn("use tls: {stall:", out)
         # waiting without for: nothing says how long the silence is
         rc, out = self.check_text(self.rule_text("{ at: waiting }\n    close: fin"))
         self.assertEqual(rc, 2, out)
