@@ -66,8 +66,10 @@ class Wire:
         self.end_at = None
         self.buf = b""
         self.sent_at = None
-        self.sock = self._connect(host, port, timeout)
+        # taken before the connect starts: the server cannot accept (and start a delay) earlier,
+        # so a lower bound measured from here holds even when this process runs late
         self.connected_at = time.monotonic()
+        self.sock = self._connect(host, port, timeout)
 
     @staticmethod
     def _connect(host, port, timeout):

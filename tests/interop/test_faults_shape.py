@@ -76,11 +76,11 @@ class SplitTest(ShapeCase):
         w = self.wire(srv)
         greeting = w.take_until(b"\r\n")
         self.assertTrue(greeting.startswith(b"+OK"))
+        # one send per byte: reads are single bytes (two may meet in one read when this
+        # process runs late), and the last byte left >= 20 ms x (pieces - 1) after the accept
         sizes = [len(d) for _, d in w.reads]
-        self.assertEqual(sizes, [1] * len(greeting), "one byte per recv: %r" % sizes)
-        times = [t for t, _ in w.reads]
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        self.assertGreaterEqual(min(gaps), 0.018, "each piece >= 20 ms after the last")
+        self.assertGreaterEqual(sizes.count(1), len(greeting) // 2, sizes)
+        self.assertGreaterEqual(w.reads[-1][0] - w.connected_at, 0.020 * (len(greeting) - 1))
         # the next reply is not shaped (scope: reply)
         t0 = time.monotonic()
         w.send("CAPA\r\n")
@@ -91,7 +91,7 @@ class SplitTest(ShapeCase):
     def test_offsets_from_end_final_lf_late(self):
         # the CR and LF of the reply in different reads, the LF 150 ms later (a CR/LF split)
         srv = self.serve("  - { when: { command: USER }, "
-                         "split: { offsets: [-1], from: end, gap: 150ms } }")
+                         "split: { offsets: [-1], from: end, gap: 300ms } }")
         w = self.wire(srv)
         w.take_until(b"\r\n")
         w.send("USER alice\r\n")
@@ -99,7 +99,7 @@ class SplitTest(ShapeCase):
         w.fill(time.monotonic() + 5)
         self.assertTrue(first.startswith(b"+OK") and first.endswith(b"\r"))
         self.assertEqual(w.reads[-1][1], b"\n", "the LF alone")
-        self.assertGreaterEqual(w.reads[-1][0] - w.reads[-2][0], 0.145)
+        self.assertGreaterEqual(w.reads[-1][0] - w.sent_at, 0.3)
 
     def test_offsets_from_start(self):
         srv = self.serve("  - { when: { command: USER }, "
@@ -121,15 +121,15 @@ class SplitTest(ShapeCase):
         w.send("CAPA\r\n")
         w.take_until(b"\r\n.\r\n")
         pieces = [d for _, d in w.reads[n:]]
-        self.assertGreaterEqual(len(pieces), 5)
+        lines = b"".join(pieces).count(b"\n")
+        self.assertGreaterEqual(len(pieces), lines // 2, pieces)
         for p in pieces:
-            self.assertTrue(p.endswith(b"\r\n") and p.count(b"\n") == 1, pieces)
-        times = [t for t, _ in w.reads[n:]]
-        self.assertGreaterEqual(min(b - a for a, b in zip(times, times[1:])), 0.055)
+            self.assertTrue(p.endswith(b"\r\n"), "cut at line ends only: %r" % pieces)
+        self.assertGreaterEqual(w.reads[-1][0] - w.sent_at, 0.060 * (lines - 1))
 
     def sizes_for_seed(self, seed):
         srv = self.serve("  - { when: { command: CAPA }, "
-                         "split: { size: [1, 9], gap: 15ms } }", seed=seed)
+                         "split: { size: [1, 9], gap: 40ms } }", seed=seed)
         w = self.wire(srv)
         w.take_until(b"\r\n")
         n = len(w.reads)
@@ -190,9 +190,8 @@ class BandwidthDelayTest(ShapeCase):
         quick = self.wire(srv)  # session 1: untouched
         quick.take_until(b"\r\n")
         w = self.wire(srv)
-        t0 = time.monotonic()
         w.take_until(b"\r\n")
-        self.assertGreaterEqual(w.reads[0][0] - t0, 0.3, "greeting delayed")
+        self.assertGreaterEqual(w.reads[0][0] - w.connected_at, 0.3, "greeting delayed")
         for cmd in ("USER alice", "PASS secret", "NOOP"):
             sent = time.monotonic()
             w.send(cmd + "\r\n")
@@ -201,44 +200,42 @@ class BandwidthDelayTest(ShapeCase):
         self.assertEqual(len(fault_events(srv)), 1, "one firing, at accept, for the session")
 
     def test_delay_scope_duration_ends(self):
-        srv = self.serve("  - { when: { listener: pop3, at: accept }, delay: 400ms, "
+        srv = self.serve("  - { when: { listener: pop3, at: accept }, delay: 800ms, "
                          "scope: 1s }")
         w = self.wire(srv)
-        t0 = time.monotonic()
         w.take_until(b"\r\n")
-        self.assertGreaterEqual(w.reads[0][0] - t0, 0.4)
-        time.sleep(1.0)
+        self.assertGreaterEqual(w.reads[0][0] - w.connected_at, 0.8)
+        time.sleep(max(0.0, w.connected_at + 1.2 - time.monotonic()))
         sent = time.monotonic()
-        w.send("NOOP\r\n")
+        w.send("USER alice\r\n")
         w.take_until(b"\r\n")
-        self.assertLess(w.reads[-1][0] - sent, 0.35, "the scope is over: no delay")
+        self.assertLess(w.reads[-1][0] - sent, 0.8, "the scope is over: no 800 ms delay")
 
     def test_tarpit_stutters_then_stops(self):
         # spamd: one byte per 100 ms for the first 1.2 s, then normal output
         srv = self.serve("  - { when: { listener: smtp, at: accept }, "
                          "tarpit: { stutter: 100ms, for: 1200ms } }")
         w = self.wire(srv, "smtp")
-        t0 = time.monotonic()
+        t0 = w.connected_at  # no later than the accept, where the tarpit starts
         greeting = w.take_until(b"\r\n", timeout=20)
         early = [d for t, d in w.reads if t - t0 < 1.1]
         self.assertTrue(all(len(d) == 1 for d in early), early)
         self.assertGreaterEqual(len(early), 8)
         self.assertTrue(greeting.startswith(b"220 "))
-        time.sleep(max(0.0, t0 + 1.3 - time.monotonic()))
+        time.sleep(max(0.0, t0 + 1.8 - time.monotonic()))
         n = len(w.reads)
         w.send("EHLO client.test\r\n")
         w.take_until(b"250 ", timeout=10)
         w.take_until(b"\r\n")
-        self.assertLessEqual(len(w.reads) - n, 3, "after the tarpit the reply is not stuttered")
+        self.assertLess(len(w.reads) - n, 10, "after the tarpit the reply is not stuttered")
 
 
 class StallTest(ShapeCase):
     def test_stall_at_accept_then_resume(self):
         srv = self.serve("  - { when: { listener: pop3, at: accept }, stall: 600ms }")
         w = self.wire(srv)
-        t0 = time.monotonic()
         self.assertTrue(w.take_until(b"\r\n").startswith(b"+OK"))
-        self.assertGreaterEqual(w.reads[0][0] - t0, 0.6)
+        self.assertGreaterEqual(w.reads[0][0] - w.connected_at, 0.6)
 
     def test_stall_true_no_reply_while_others_served(self):
         srv = self.serve("  - { when: { command: STAT }, stall: true }")
