@@ -76,12 +76,12 @@ ssize_t ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size
 /* How input is read while a fault's `read` lasts (FAULTS.md 2 "shaping client -> server"). */
 struct ms_read_plan {
     int active;
-    int stop;          /* read: stop: never read */
-    uint64_t size;     /* bytes per recv at most (0: no limit) */
-    int64_t gap_ms;    /* between recvs */
+    int stop;           /* read: stop: never read */
+    uint64_t size;      /* bytes per recv at most (0: no limit) */
+    int64_t gap_ms;     /* between recvs */
     uint64_t bandwidth; /* bytes per second (0: unlimited) */
-    int64_t until;     /* ms_now() scale; 0: no end */
-    int payload;       /* ends with the current payload (ms_conn_payload_end) */
+    int64_t until;      /* ms_now() scale; 0: no end */
+    int payload;        /* ends with the current payload (ms_conn_payload_end) */
     double tokens;
     int64_t refill_at;
     int64_t next_at; /* gap: no recv before */
@@ -99,16 +99,16 @@ struct ms_conn {
     /* input: bytes [in_pos, in.len) are buffered and not yet consumed */
     struct ms_buf in;
     size_t in_pos;
-    int eof;          /* the peer closed its side */
-    int failed;       /* a transport error happened: no further I/O */
-    int write_shut;   /* half-closed by a fault: output is dropped, reads go on */
-    int discarding;   /* skipping the rest of an over-long line */
-    size_t read_size; /* room asked for before each recv: grows while reads fill it */
-    int drained;      /* the last recv was short: wait for an edge before the next one */
+    int eof;                   /* the peer closed its side */
+    int failed;                /* a transport error happened: no further I/O */
+    int write_shut;            /* half-closed by a fault: output is dropped, reads go on */
+    int discarding;            /* skipping the rest of an over-long line */
+    size_t read_size;          /* room asked for before each recv: grows while reads fill it */
+    int drained;               /* the last recv was short: wait for an edge before the next one */
     struct ms_read_plan rplan; /* a fault's read shaping, when active */
     int cut_how;               /* ms_conn_cut_after: how and when the cut closes */
     int64_t cut_delay_ms;
-    int cut_done;              /* the cut closed the connection (session.close reason fault) */
+    int cut_done; /* the cut closed the connection (session.close reason fault) */
 
     /* output, flushed before any wait for input */
     struct ms_buf out;

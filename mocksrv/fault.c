@@ -330,7 +330,8 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         struct ms_fault_pick pick = {r, (uint32_t)i, fs->ordinal, count};
         if (delay >= 0)
             out->delay_pick = pick;
-        if (out->close_how == r->close_how && r->close_how != MS_CLOSE_NONE && !out->close_pick.rule)
+        if (out->close_how == r->close_how && r->close_how != MS_CLOSE_NONE &&
+            !out->close_pick.rule)
             out->close_pick = pick;
         if (r->has_split && !out->split.rule) {
             out->split = pick;

@@ -73,11 +73,11 @@ struct ms_fault_split {
 
 /* read: client -> server shaping. */
 struct ms_fault_read {
-    int stop;          /* never drain: stop polling for input */
-    uint64_t size;     /* bytes per recv (0: as much as fits) */
-    int64_t gap_ms;    /* between recvs */
+    int stop;           /* never drain: stop polling for input */
+    uint64_t size;      /* bytes per recv (0: as much as fits) */
+    int64_t gap_ms;     /* between recvs */
     uint64_t bandwidth; /* bytes per second (0: unlimited) */
-    uint64_t window;   /* SO_RCVBUF (0: unchanged) */
+    uint64_t window;    /* SO_RCVBUF (0: unchanged) */
 };
 
 /* One entry of `replies`: lines, or `pass` (the normal reply). */

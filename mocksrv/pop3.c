@@ -683,9 +683,8 @@ pop3_dispatch(struct pop3 *p, struct ms_line *line)
         if (!cmd)
             pop3_error(p, "Unknown command.");
         else
-            pop3_error(p, p->state == POP3_AUTHORIZATION
-                              ? "Unknown command in AUTHORIZATION state."
-                              : "Unknown command in TRANSACTION state.");
+            pop3_error(p, p->state == POP3_AUTHORIZATION ? "Unknown command in AUTHORIZATION state."
+                                                         : "Unknown command in TRANSACTION state.");
         memset(&p->s->pending, 0, sizeof p->s->pending);
         return;
     }
@@ -729,8 +728,8 @@ ms_pop3_session(struct ms_session *s)
     ms_expect_greeting(s);
     while (!p.done) {
         struct ms_line line;
-        int rc = ms_session_read_command(s, sc->limits.pop3_line_length,
-                                         p.verb[0] ? p.verb : NULL, &line);
+        int rc = ms_session_read_command(s, sc->limits.pop3_line_length, p.verb[0] ? p.verb : NULL,
+                                         &line);
         if (rc == MOCKSRV_ETOOLONG) {
             ms_session_command_event(s, "", 0);
             pop3_error(&p, "Line too long.");

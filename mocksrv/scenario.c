@@ -3032,8 +3032,8 @@ scenario_parse_split_size(struct scenario_ctx *ctx, const struct scenario_node *
     if ((rc = scenario_get_size(ctx, val->kids[1], ipath, 1, SIZE_MAX, &hi)) != MOCKSRV_OK)
         return rc;
     if (hi < lo)
-        return scenario_fail(ctx, val->kids[1]->pos, ipath, "%zu is below %zu (use [min, max])",
-                             hi, lo);
+        return scenario_fail(ctx, val->kids[1]->pos, ipath, "%zu is below %zu (use [min, max])", hi,
+                             lo);
     sp->size_lo = lo;
     sp->size_hi = hi;
     return MOCKSRV_OK;
@@ -3065,9 +3065,8 @@ scenario_parse_split_offsets(struct scenario_ctx *ctx, const struct scenario_nod
             snprintf(ipath, sizeof ipath, "%s", path);
         char *end = NULL;
         errno = 0;
-        long long v = it->kind == SCENARIO_SCALAR && it->plain && it->len
-                          ? strtoll(it->text, &end, 10)
-                          : 0;
+        long long v =
+            it->kind == SCENARIO_SCALAR && it->plain && it->len ? strtoll(it->text, &end, 10) : 0;
         if (!end || *end || errno || v < -SCENARIO_FAULT_MAX_OFFSET ||
             v > SCENARIO_FAULT_MAX_OFFSET) {
             scenario_describe(got, sizeof got, it);
@@ -3128,8 +3127,8 @@ scenario_parse_fault_split(struct scenario_ctx *ctx, const struct scenario_node 
     (void)key;
     struct ms_fault_rule *r = base;
     if (val->kind != SCENARIO_MAP)
-        return scenario_fail_type(ctx, val, path,
-                                  "a mapping like {size: 1, gap: 5ms} or {offsets: [-1], from: end}");
+        return scenario_fail_type(
+            ctx, val, path, "a mapping like {size: 1, gap: 5ms} or {offsets: [-1], from: end}");
     /* FAULTS.md 5: a gap defaults to 1 ms, so the pieces are separate sends */
     r->split.gap_lo = r->split.gap_hi = 1;
     r->has_split = 1;
@@ -3286,8 +3285,8 @@ scenario_parse_fault_scope(struct scenario_ctx *ctx, const struct scenario_node 
     }
     char got[SCENARIO_TEXT_MAX * 4 + 16];
     scenario_describe(got, sizeof got, val);
-    return scenario_fail(ctx, val->pos, path, "bad scope %s (reply, session or a duration like 10s)",
-                         got);
+    return scenario_fail(ctx, val->pos, path,
+                         "bad scope %s (reply, session or a duration like 10s)", got);
 }
 
 /* close: as a mapping, while it is parsed. */

@@ -285,11 +285,11 @@ struct ms_expect_conf {
     int enforce;                /* out-of-sequence commands get the protocol's error */
     char **never;               /* globs no command may match */
     size_t n_never;
-    int no_pregreet;     /* nothing from the client before the greeting was sent */
-    int quit;            /* every matching session ended with QUIT / LOGOUT */
-    uint64_t messages;   /* exactly this many messages received (has_messages) */
+    int no_pregreet;   /* nothing from the client before the greeting was sent */
+    int quit;          /* every matching session ended with QUIT / LOGOUT */
+    uint64_t messages; /* exactly this many messages received (has_messages) */
     int has_messages;
-    uint64_t sessions;   /* exactly this many sessions matched the when (has_sessions) */
+    uint64_t sessions; /* exactly this many sessions matched the when (has_sessions) */
     int has_sessions;
 };
 
@@ -297,9 +297,9 @@ struct ms_expect_conf {
  * like the faults' run state), so sessions started before a reload count against their own
  * scenario's entries. */
 struct ms_expect_runstate {
-    unsigned ordinals;  /* connections that matched listener/protocol so far (session: n) */
-    uint64_t matched;   /* sessions that matched the whole when (sessions:) */
-    uint64_t messages;  /* messages received in matching sessions (messages: with a when) */
+    unsigned ordinals; /* connections that matched listener/protocol so far (session: n) */
+    uint64_t matched;  /* sessions that matched the whole when (sessions:) */
+    uint64_t messages; /* messages received in matching sessions (messages: with a when) */
 };
 
 struct ms_expects {

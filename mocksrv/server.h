@@ -239,8 +239,8 @@ enum ms_sasl_outcome ms_session_sasl(struct ms_session *s, unsigned mech, const 
 
 void ms_fault_run_init(struct ms_scenario *sc);
 /* The loader parses every rule of FAULTS.md; this refuses, with the rule's position, what the
- * engine cannot carry out yet (shaping at: tls, at: data for IMAP) and what means nothing at its event
- * (hide at data or waiting), so nothing is silently ignored. */
+ * engine cannot carry out yet (shaping at: tls, at: data for IMAP) and what means nothing at its
+ * event (hide at data or waiting), so nothing is silently ignored. */
 int ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err);
 void ms_fault_session_start(struct ms_session *s);
 void ms_fault_session_end(struct ms_session *s);

@@ -124,7 +124,8 @@ session_sasl_payload(struct ms_session *s, size_t limit, struct ms_line *line, i
          * them at received 0 only); then the exchange's thresholds */
         int replaced = 0;
         if (ms_session_fault_unsolicited(s, MS_AT_DATA, verb, 0, &replaced) ||
-            (!replaced && ms_session_fault_unsolicited(s, MS_AT_DATA, verb, *received, &replaced))) {
+            (!replaced &&
+             ms_session_fault_unsolicited(s, MS_AT_DATA, verb, *received, &replaced))) {
             *rc_r = MOCKSRV_ECLOSED;
             return 0;
         }

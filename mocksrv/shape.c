@@ -249,8 +249,8 @@ shape_cut(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int io
     struct ms_buf flat = {0};
     for (int i = 0; i < iovcnt; i++)
         ms_buf_append(&flat, iov[i].iov_base, iov[i].iov_len);
-    ssize_t w = sh->cut_left ? ms_shape_send(sh, io, flat.data, (size_t)sh->cut_left, 0, deadline)
-                             : 0;
+    ssize_t w =
+        sh->cut_left ? ms_shape_send(sh, io, flat.data, (size_t)sh->cut_left, 0, deadline) : 0;
     ms_buf_fini(&flat);
     sh->cut_left = 0;
     sh->cut_hit = 1;

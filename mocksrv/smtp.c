@@ -51,9 +51,9 @@ struct smtp {
     const struct ms_scenario *sc;
     struct ms_conn *c;
     int lmtp;
-    char *helo; /* argument of the last EHLO/HELO/LHLO, or NULL */
-    int ehlo;   /* the session used EHLO/LHLO: extensions apply */
-    int done;   /* QUIT, fatal error or limit: leave the loop */
+    char *helo;    /* argument of the last EHLO/HELO/LHLO, or NULL */
+    int ehlo;      /* the session used EHLO/LHLO: extensions apply */
+    int done;      /* QUIT, fatal error or limit: leave the loop */
     char verb[16]; /* the last command received ("." after a DATA body), for at: waiting rules */
     struct smtp_txn txn;
     struct ms_buf reply; /* the reply being composed */

@@ -748,7 +748,10 @@ START_TEST(test_error_file)
     snprintf(path, sizeof path, "%s/scenarios/faults-bad-split.yaml", fixtures());
     ck_assert_int_eq(ms_scenario_load_file(path, &sc, &err), MOCKSRV_ESCENARIO);
     ck_assert_ptr_null(sc);
-    snprintf(want, sizeof want, "%s:5:23: faults[0].split: offsets and size cannot be combined (one way of cutting per split)", path);
+    snprintf(want, sizeof want,
+             "%s:5:23: faults[0].split: offsets and size cannot be combined (one way of cutting "
+             "per split)",
+             path);
     ck_assert_msg(strcmp(err.message, want) == 0, "got  %s\nwant %s", err.message, want);
 }
 END_TEST
