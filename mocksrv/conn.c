@@ -330,37 +330,9 @@ conn_recv(struct ms_conn *c, int64_t deadline)
 int
 ms_conn_starttls(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline, const char **reason_r)
 {
-    *reason_r = NULL;
-    /* the go-ahead ("220 Ready to start TLS") leaves in plaintext, before the handshake */
-    int rc = ms_conn_flush(c, deadline);
-    if (rc != MOCKSRV_OK)
-        return rc;
-    /* RFC 3207 4.2, RFC 2595 3.1: plaintext sent after the command is not part of the
-     * encrypted session (the STARTTLS command injection class of bugs). */
-    ms_conn_discard_input(c);
-    c->tls = ms_tls_create(ctx);
-    for (;;) {
-        enum ms_tls_status st = ms_tls_handshake(c->tls);
-        rc = conn_send_cipher(c, deadline);
-        if (st == MS_TLS_OK)
-            return rc;
-        if (st != MS_TLS_WANT_INPUT) {
-            *reason_r = st == MS_TLS_CLOSED ? "closed by the peer" : ms_tls_error(c->tls);
-            c->failed = 1;
-            return MOCKSRV_ETLS;
-        }
-        if (rc != MOCKSRV_OK)
-            return rc;
-        ms_buf_clear(&c->cipher_in);
-        ssize_t n = conn_recv_socket(c, &c->cipher_in, deadline);
-        if (n < 0) {
-            *reason_r = n == MOCKSRV_ETIMEDOUT ? "handshake timed out"
-                        : n == MOCKSRV_ECLOSED ? "connection closed during the handshake"
-                                               : "connection failed during the handshake";
-            return (int)n;
-        }
-        ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
-    }
+    static const struct ms_conn_tls_opts plain = {.stop = MS_CONN_TLS_COMPLETE,
+                                                  .flight_bytes = UINT64_MAX};
+    return ms_conn_starttls_ex(c, ctx, deadline, &plain, reason_r);
 }
 
 /* ---- handshakes broken on purpose (FAULTS.md 2 `tls:`, 6) ---- */
@@ -436,10 +408,13 @@ ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
                     const struct ms_conn_tls_opts *o, const char **reason_r)
 {
     *reason_r = NULL;
+    /* the go-ahead ("220 Ready to start TLS") leaves in plaintext, before the handshake */
     int rc = ms_conn_flush(c, deadline);
     if (rc != MOCKSRV_OK)
         return rc;
-    ms_conn_discard_input(c); /* RFC 3207 4.2, as in ms_conn_starttls */
+    /* RFC 3207 4.2, RFC 2595 3.1: plaintext sent after the command is not part of the
+     * encrypted session (the STARTTLS command injection class of bugs). */
+    ms_conn_discard_input(c);
     c->tls = ms_tls_create(ctx);
     if (o->stop != MS_CONN_TLS_COMPLETE || o->delay_ms > 0) {
         /* the ClientHello is read here, so that the stop or the delay comes after it */
@@ -629,22 +604,6 @@ ms_conn_printf(struct ms_conn *c, const char *fmt, ...)
     va_end(ap);
 }
 
-struct conn_cuts {
-    size_t *offs;
-    size_t n, cap;
-};
-
-static void
-conn_cut(void *arg, size_t off)
-{
-    struct conn_cuts *cc = arg;
-    if (cc->n == cc->cap) {
-        cc->cap = cc->cap ? cc->cap * 2 : 16;
-        cc->offs = ms_realloc(cc->offs, cc->cap * sizeof *cc->offs);
-    }
-    cc->offs[cc->n++] = off;
-}
-
 /* split with layer: tls: each piece of plaintext is its own SSL_write, so its own TLS record,
  * sent on its own with the gap after it. */
 static int
@@ -662,13 +621,13 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
         if (d > 0)
             rc = ms_co_sleep(d);
     }
-    struct conn_cuts cc = {0};
+    size_t *cuts = NULL, n_cuts = 0;
     if (rc == MOCKSRV_OK)
-        ms_shape_cuts(p, c->out.data, c->out.len, c->shape.literal, conn_cut, &cc);
+        n_cuts = ms_shape_cuts(p, c->out.data, c->out.len, c->shape.literal, &cuts);
     c->shape.literal = UINT64_MAX;
     size_t start = 0;
-    for (size_t i = 0; rc == MOCKSRV_OK && i <= cc.n; i++) {
-        size_t end = i < cc.n ? cc.offs[i] : c->out.len;
+    for (size_t i = 0; rc == MOCKSRV_OK && i <= n_cuts; i++) {
+        size_t end = i < n_cuts ? cuts[i] : c->out.len;
         if (ms_tls_write(c->tls, c->out.data + start, end - start) != MS_TLS_OK) {
             c->failed = 1;
             rc = MOCKSRV_ETLS;
@@ -685,13 +644,13 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
             break;
         }
         start = end;
-        int64_t gap = i < cc.n ? ms_shape_gap(p) : 0;
+        int64_t gap = i < n_cuts ? ms_shape_gap(p) : 0;
         if (gap > 0)
             rc = ms_co_sleep(gap);
     }
     if (c->shape.session.active && !unit_split)
         c->shape.session.k = p->k;
-    free(cc.offs);
+    free(cuts);
     ms_buf_clear(&c->out);
     return rc;
 }

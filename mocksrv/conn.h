@@ -64,9 +64,10 @@ int ms_shape_active(struct ms_shape *sh);
 /* The plan that applies to the next unit: the unit plan's keys over the session plan's. */
 void ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out);
 /* Cut points of a unit of len bytes (data needed for split.lines), in increasing order inside
- * (0, len): calls cut(arg, offset) for each; used for TCP pieces and for TLS records. */
-void ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
-                   void (*cut)(void *arg, size_t off), void *arg);
+ * (0, len), for TCP pieces and for TLS records: returns their number and *offs_r (malloc'ed,
+ * the caller frees it; NULL when there are none). */
+size_t ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
+                     size_t **offs_r);
 /* The gap to wait after a piece (drawn from the plan). */
 int64_t ms_shape_gap(struct ms_shape_plan *p);
 /* Sends n bytes as one piece under the plan's bandwidth (no cuts). */
@@ -194,8 +195,8 @@ struct ms_conn_tls_opts {
  * header and the length it gives, RFC 8446 5.1) when the handshake stops or is delayed, then
  * the handshake runs until o->stop. Returns MOCKSRV_OK when the handshake completed
  * (MS_CONN_TLS_COMPLETE) or reached its stop: c->tls is then set but carries nothing (the
- * caller ends the connection); otherwise as ms_conn_starttls. The normal path stays
- * ms_conn_starttls. */
+ * caller ends the connection); otherwise as ms_conn_starttls, which is this without a
+ * fault. */
 int ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
                         const struct ms_conn_tls_opts *o, const char **reason_r);
 /* For the faults that answer a ClientHello without OpenSSL (a raw alert, garbage): flushes

@@ -125,44 +125,59 @@ shape_off_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void
-ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
-              void (*cut)(void *arg, size_t off), void *arg)
+/* The cut points of one unit, collected. */
+struct shape_cutlist {
+    size_t *offs;
+    size_t n, cap;
+};
+
+static void
+shape_add_cut(struct shape_cutlist *cl, size_t off)
 {
-    if (!p->has_split || len == 0)
-        return;
+    if (cl->n == cl->cap) {
+        cl->cap = cl->cap ? cl->cap * 2 : 16;
+        cl->offs = ms_realloc(cl->offs, cl->cap * sizeof *cl->offs);
+    }
+    cl->offs[cl->n++] = off;
+}
+
+size_t
+ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
+              size_t **offs_r)
+{
+    struct shape_cutlist cl = {0};
     const struct ms_fault_split *sp = &p->split;
+    *offs_r = NULL;
+    if (!p->has_split || len == 0)
+        return 0;
     if (sp->lines) {
         for (size_t i = 0; i + 1 < len; i++)
             if (data[i] == '\n')
-                cut(arg, i + 1);
-        return;
-    }
-    if (sp->size_lo) {
-        for (size_t off = 0;;) {
-            off += shape_range(p, sp->size_lo, sp->size_hi);
-            if (off >= len)
-                return;
-            cut(arg, off);
+                shape_add_cut(&cl, i + 1);
+    } else if (sp->size_lo) {
+        for (size_t off = shape_range(p, sp->size_lo, sp->size_hi); off < len;
+             off += shape_range(p, sp->size_lo, sp->size_hi))
+            shape_add_cut(&cl, off);
+    } else {
+        /* offsets: counted from the unit's start, its end, or its first literal byte (a unit
+         * without a literal counts from its start) */
+        int64_t origin = sp->from == MS_FROM_END                                ? (int64_t)len
+                         : sp->from == MS_FROM_LITERAL && literal != UINT64_MAX ? (int64_t)literal
+                                                                                : 0;
+        for (size_t i = 0; i < sp->n_offsets; i++) {
+            int64_t o = origin + sp->offsets[i];
+            if (o > 0 && o < (int64_t)len)
+                shape_add_cut(&cl, (size_t)o);
         }
+        qsort(cl.offs, cl.n, sizeof *cl.offs, shape_off_cmp);
+        size_t n = 0;
+        for (size_t i = 0; i < cl.n; i++)
+            if (n == 0 || cl.offs[i] != cl.offs[n - 1])
+                cl.offs[n++] = cl.offs[i];
+        cl.n = n;
     }
-    /* offsets: counted from the unit's start, its end, or its first literal byte (a unit
-     * without a literal counts from its start) */
-    int64_t origin = sp->from == MS_FROM_END                                ? (int64_t)len
-                     : sp->from == MS_FROM_LITERAL && literal != UINT64_MAX ? (int64_t)literal
-                                                                            : 0;
-    size_t *offs = ms_calloc(sp->n_offsets ? sp->n_offsets : 1, sizeof *offs);
-    size_t n = 0;
-    for (size_t i = 0; i < sp->n_offsets; i++) {
-        int64_t o = origin + sp->offsets[i];
-        if (o > 0 && o < (int64_t)len)
-            offs[n++] = (size_t)o;
-    }
-    qsort(offs, n, sizeof *offs, shape_off_cmp);
-    for (size_t i = 0; i < n; i++)
-        if (i == 0 || offs[i] != offs[i - 1])
-            cut(arg, offs[i]);
-    free(offs);
+    *offs_r = cl.offs;
+    return cl.n;
 }
 
 /* Token bucket: whole bytes that may leave now (at least 1), waiting for a tick if needed. */
@@ -216,23 +231,6 @@ ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, ui
     return (ssize_t)n;
 }
 
-/* The cut points of one unit, collected. */
-struct shape_cutlist {
-    size_t *offs;
-    size_t n, cap;
-};
-
-static void
-shape_collect(void *arg, size_t off)
-{
-    struct shape_cutlist *cl = arg;
-    if (cl->n == cl->cap) {
-        cl->cap = cl->cap ? cl->cap * 2 : 16;
-        cl->offs = ms_realloc(cl->offs, cl->cap * sizeof *cl->offs);
-    }
-    cl->offs[cl->n++] = off;
-}
-
 /* close.after_bytes over the session: sends what is left of the allowance, then reports the
  * cut (the connection closes it). */
 static ssize_t
@@ -283,19 +281,19 @@ ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, 
         if (d > 0)
             rc = ms_co_sleep(d);
     }
-    struct shape_cutlist cl = {0};
+    size_t *cuts = NULL, n_cuts = 0;
     if (rc == MOCKSRV_OK)
-        ms_shape_cuts(&p, flat.data, flat.len, literal, shape_collect, &cl);
+        n_cuts = ms_shape_cuts(&p, flat.data, flat.len, literal, &cuts);
     size_t start = 0;
-    for (size_t i = 0; rc == MOCKSRV_OK && i <= cl.n; i++) {
-        size_t end = i < cl.n ? cl.offs[i] : flat.len;
+    for (size_t i = 0; rc == MOCKSRV_OK && i <= n_cuts; i++) {
+        size_t end = i < n_cuts ? cuts[i] : flat.len;
         ssize_t w = ms_shape_send(sh, io, flat.data + start, end - start, p.bandwidth, deadline);
         if (w < 0) {
             rc = (int)w;
             break;
         }
         start = end;
-        if (i < cl.n) {
+        if (i < n_cuts) {
             int64_t gap = ms_shape_gap(&p);
             if (gap > 0)
                 rc = ms_co_sleep(gap);
@@ -304,7 +302,7 @@ ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, 
     /* the session plan's draws go on where this unit left them */
     if (sh->session.active && !unit_split)
         sh->session.k = p.k;
-    free(cl.offs);
+    free(cuts);
     ms_buf_fini(&flat);
     return rc == MOCKSRV_OK ? result : rc;
 }
