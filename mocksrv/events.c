@@ -172,7 +172,17 @@ ms_transcript(struct ms_events *ev, unsigned session, const char *listener, char
         if (len > 0 && p[i + len - 1] == '\r')
             len--;
         ms_buf_printf(&out, "%s[%3u %s] %c ", on, session, listener ? listener : "-", dir);
-        ms_utf8_escape(&out, p + i, len);
+        /* control bytes (a raw TLS alert, an ESC a client sent) as \xNN: the transcript goes
+         * to a terminal */
+        for (size_t k = i, run = i; k <= i + len; k++) {
+            unsigned char ch = k < i + len ? (unsigned char)p[k] : 0;
+            if (k < i + len && !(ch < 0x20 && ch != '\t') && ch != 0x7f)
+                continue;
+            ms_utf8_escape(&out, p + run, k - run);
+            if (k < i + len)
+                ms_buf_printf(&out, "\\x%02X", ch);
+            run = k + 1;
+        }
         ms_buf_printf(&out, "%s\n", off);
         i = lf ? end + 1 : n;
     }

@@ -151,5 +151,27 @@ class CountersTest(unittest.TestCase):
             self.assertIsInstance(e["t"], (int, float))
 
 
+class TranscriptTest(unittest.TestCase):
+    def test_verbose_shows_firings_and_escapes_control_bytes(self):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="mocksrv-tr-") as d:
+            path = os.path.join(d, "s.yaml")
+            with open(path, "w") as f:
+                f.write('version: 1\nlisteners: { smtp: { protocol: smtp, port: 0 } }\n'
+                        'faults:\n  - { name: esc, when: { command: NOOP }, '
+                        'raw: "250 \\x1b[31mred\\x01 ok\\r\\n" }\n')
+            with Mocksrv(path, args=["-v"]) as srv:
+                with RawSmtp(srv.port("smtp")) as c:
+                    c.send(b"NOOP\r\n")
+                    self.assertEqual(c.line(), "250 \x1b[31mred\x01 ok")
+                    c.cmd("QUIT")
+                    c.wait_closed()
+                wait_closed_event(srv, 1)
+            text = srv.stderr_text()
+        self.assertIn("fault esc (command, match 1): raw", text)
+        self.assertIn("> 250 \\x1B[31mred\\x01 ok", text)
+        self.assertNotIn("\x1b", text, "no raw ESC reaches the terminal")
+
+
 if __name__ == "__main__":
     unittest.main()
