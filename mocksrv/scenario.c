@@ -151,6 +151,7 @@ struct scenario_listener {
     int tls;
     int port;
     char *host;
+    size_t window;
     struct ms_script_step *script; /* listeners.NAME.script, NULL when not given */
     size_t n_script;
     struct ms_pos script_pos; /* of the script key */
@@ -1656,6 +1657,8 @@ static const struct scenario_field scenario_listener_fields[] = {
             "protocol"),
     F_NUM("port", SK_INT, struct scenario_listener, port, 0, 65535),
     F_NAMES("tls", SK_ENUM, struct scenario_listener, tls, scenario_tls_modes, "TLS mode"),
+    /* Linux doubles the value and keeps at least about 2 KiB */
+    F_NUM("window", SK_SIZE, struct scenario_listener, window, 1, 64 * SCENARIO_MIB),
     F_STRING("host", struct scenario_listener, host, SC_HOST),
     F_CUSTOM("script", scenario_parse_script),
 };
@@ -2340,6 +2343,7 @@ scenario_parse_listeners(struct scenario_ctx *ctx, const struct scenario_node *k
         l->tls = (enum ms_tls_mode)raw.tls;
         l->port = raw.port;
         l->host = raw.host;
+        l->window = raw.window;
         l->pos = name->pos;
         l->script = raw.script;
         l->n_script = raw.n_script;
@@ -4597,6 +4601,8 @@ scenario_emit_settings(struct scenario_emit *e, const struct ms_scenario *sc)
             scenario_emit_plain(e, "host");
             scenario_emit_str(e, l->host);
         }
+        if (l->window)
+            scenario_emit_size(e, "window", l->window);
         if (l->n_script)
             scenario_emit_script(e, l);
         scenario_emit_map_end(e);

@@ -141,6 +141,9 @@ struct ms_listener_conf {
     char *host;        /* NULL: the server's default bind address */
     int port;          /* 0 = ephemeral */
     struct ms_pos pos; /* of the listener's name in the scenario; 0 for standard ones */
+    /* SO_RCVBUF of the listening socket, set before listen() so that even the first SYN-ACK
+     * advertises a small window (FAULTS.md 6, read.window per listener); 0: the default */
+    size_t window;
     /* protocol script only (required there, refused elsewhere): the steps in order, at least
      * one; NULL / 0 for every other protocol */
     struct ms_script_step *script;

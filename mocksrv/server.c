@@ -541,6 +541,11 @@ server_open_listener(struct ms_server *srv, struct ms_listener *l, struct mocksr
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (l->window) {
+        /* accepted sockets inherit it, and the SYN-ACK already advertises the small window */
+        int v = l->window > INT32_MAX / 2 ? INT32_MAX / 2 : (int)l->window;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    }
     if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
         int e = errno;
         close(fd);
@@ -570,6 +575,7 @@ server_add_listener(struct ms_server *srv, const struct ms_listener_conf *conf)
     l->tls = conf->tls;
     l->host = ms_strdup(conf->host ? conf->host : srv->bind_host);
     l->port = srv->ephemeral ? 0 : conf->port;
+    l->window = conf->window;
 }
 
 static struct ms_listener *

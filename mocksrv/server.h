@@ -30,8 +30,9 @@ struct ms_listener {
     char *name;
     enum ms_proto protocol;
     enum ms_tls_mode tls;
-    char *host; /* as configured or overridden */
-    int port;   /* asked for (0 = ephemeral), then the bound port */
+    char *host;    /* as configured or overridden */
+    int port;      /* asked for (0 = ephemeral), then the bound port */
+    size_t window; /* SO_RCVBUF before listen(), 0: default */
     int fd;
     struct ms_io *watch;
     unsigned sessions; /* accepted on this listener */

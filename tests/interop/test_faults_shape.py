@@ -369,6 +369,40 @@ class ReadTest(ShapeCase):
         self.assertLess(sent[0], 8 * 1024 * 1024, "the server stopped reading")
         self.assertGreaterEqual(took, 1.4, "blocked until the idle timeout")
 
+    def pushed_in_one_second(self, listener_extra):
+        """With read: stop from the start of DATA: how many body bytes the client's kernel takes
+        in 1 s (what the server's receive buffer and window let through)."""
+        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        path = os.path.join(d, "s.yaml")
+        with open(path, "w") as f:
+            f.write("version: 1\nlisteners: { smtp: { protocol: smtp, port: 0%s } }\n"
+                    "faults:\n  - { when: { at: data }, read: stop }\n" % listener_extra)
+        srv = Mocksrv(path).start()
+        self.addCleanup(self.stop, srv, d)
+        s = socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=10)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        f = s.makefile("rb")
+        f.readline()
+        for cmd in (b"HELO c.test", b"MAIL FROM:<a@c.test>", b"RCPT TO:<b@c.test>", b"DATA"):
+            s.sendall(cmd + b"\r\n")
+            f.readline()
+        s.setblocking(False)
+        sent, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            try:
+                sent += s.send(b"x" * 1024)
+            except BlockingIOError:
+                time.sleep(0.01)
+        return sent
+
+    def test_listener_window_advertised_from_the_start(self):
+        # FAULTS.md 6: SO_RCVBUF on the listening socket, so the first SYN-ACK is small too
+        small = self.pushed_in_one_second(", window: 4KiB")
+        default = self.pushed_in_one_second("")
+        self.assertLess(small, 48 * 1024)
+        self.assertGreater(default, 64 * 1024)
+
 
 class TlsLayerTest(ShapeCase):
     def test_layer_tls_one_record_per_piece(self):
