@@ -7,8 +7,9 @@
  *   send / raw   output through ms_session_reply: a `reply` event, and the pending fault
  *                actions of the line it answers (delay, inject, append, split, close ...);
  *   expect       reads one line (limits.smtp_line_length, idle deadline, `at: waiting` rules),
- *                reports it as a `command` event, matches it whole with ms_glob (ASCII
- *                case-insensitive). A mismatch, EOF or timeout is an expect.fail named
+ *                reports it as a `command` event, matches it as expect: sequences do
+ *                (ms_expect_pattern_matches: a glob, ASCII case-insensitive, against the whole
+ *                line or the line up to a blank, so "EHLO" matches "EHLO client.example"). A mismatch, EOF or timeout is an expect.fail named
  *                "listeners.NAME.script[I]" and ends the session (FIN, see below);
  *   delay        flushes what was written, then sleeps;
  *   starttls     the server TLS handshake now (ms_session_starttls), after a scripted go-ahead;
@@ -211,7 +212,7 @@ script_expect(struct script *sp, size_t i, const struct ms_script_step *st)
     ms_session_command_event(s, line.data, line.len);
     ms_expect_command(s, line.data, line.len);
     /* a NUL would cut the line short for the glob: such a line never matches */
-    if (line.nul || !ms_glob(st->bytes, line.data, 1)) {
+    if (line.nul || !ms_expect_pattern_matches(st->bytes, line.data)) {
         struct ms_buf what = {0};
         ms_buf_puts(&what, "got ");
         script_quote(&what, line.data, line.len);

@@ -221,6 +221,14 @@ class ScriptTest(unittest.TestCase):
         self.assertEqual(w.cmd("QUIT"), "221 bye")
         self.assertEqual(w.read_to_end(), (b"", "eof"))
 
+    def test_expect_word_matches_line_with_arguments(self):
+        # as in expect: sequences, "PING" matches "PING with arguments" (a word, then a blank)
+        w = self.wire("slow")
+        self.assertEqual(w.line(), "220 slow.example")
+        self.assertEqual(w.cmd("ping with arguments"), "250 PONG")
+        self.assertEqual(w.cmd("QUIT now"), "221 bye")
+        self.assertEqual(w.read_to_end(), (b"", "eof"))
+
     def test_greeting_fault_delay(self):
         w = self.wire("greet")
         self.assertEqual(w.line(), "220 greet.example")
