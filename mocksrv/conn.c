@@ -639,6 +639,7 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
         c->bytes_out += c->cipher_out.len;
         ms_buf_clear(&c->cipher_out);
         if (w < 0) {
+            conn_cut_close(c);
             c->failed = 1;
             rc = (int)w;
             break;

@@ -214,6 +214,15 @@ ssize_t
 ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, uint64_t bandwidth,
               int64_t deadline)
 {
+    /* close.after_bytes over the session: only what is left of the allowance leaves */
+    int cut = 0;
+    if (sh->cut_left != UINT64_MAX) {
+        if (n > sh->cut_left) {
+            n = (size_t)sh->cut_left;
+            cut = 1;
+        }
+        sh->cut_left -= n;
+    }
     size_t done = 0;
     while (done < n) {
         size_t take = n - done;
@@ -227,6 +236,10 @@ ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, ui
         if (w < 0)
             return w;
         done += take;
+    }
+    if (cut) {
+        sh->cut_hit = 1;
+        return MOCKSRV_ECLOSED;
     }
     return (ssize_t)n;
 }
@@ -247,12 +260,9 @@ shape_cut(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int io
     struct ms_buf flat = {0};
     for (int i = 0; i < iovcnt; i++)
         ms_buf_append(&flat, iov[i].iov_base, iov[i].iov_len);
-    ssize_t w =
-        sh->cut_left ? ms_shape_send(sh, io, flat.data, (size_t)sh->cut_left, 0, deadline) : 0;
+    ssize_t w = ms_shape_send(sh, io, flat.data, flat.len, 0, deadline);
     ms_buf_fini(&flat);
-    sh->cut_left = 0;
-    sh->cut_hit = 1;
-    return w < 0 ? w : MOCKSRV_ECLOSED;
+    return w;
 }
 
 ssize_t

@@ -271,8 +271,8 @@ class LimitDataTest(ShapeCase):
     """close.after_bytes with scope session counts over the whole session (Toxiproxy
     limit_data): exactly that many bytes arrive, whatever the replies, then the close."""
 
-    def run_session(self, how):
-        srv = self.serve("  - { when: { listener: pop3, at: accept }, "
+    def run_session(self, how, extra=""):
+        srv = self.serve(extra + "  - { when: { listener: pop3, at: accept }, "
                          "close: { how: %s, after_bytes: 200 } }" % how)
         w = self.wire(srv)
         w.take_until(b"\r\n")
@@ -287,6 +287,12 @@ class LimitDataTest(ShapeCase):
         self.assertEqual(end, "eof")
         self.assertEqual(len(got), 200)
         self.assertIn(b"Subject: shaped", got, "the cut falls inside the RETR reply")
+
+    def test_cut_counts_through_split_pieces(self):
+        got, end = self.run_session("fin", "  - { when: { listener: pop3, at: accept }, "
+                                    "split: { size: 7, gap: 1ms } }\n")
+        self.assertEqual(end, "eof")
+        self.assertEqual(len(got), 200)
 
     def test_rst_after_200_bytes_of_the_session(self):
         got, end = self.run_session("rst")
