@@ -151,6 +151,29 @@ START_TEST(test_thread_mode)
 }
 END_TEST
 
+/* mocksrv_stop returns the number of unmet expectations (SPEC 4): one message was expected
+ * twice over, and no session at all on a listener nobody used. */
+START_TEST(test_stop_returns_unmet_expectations)
+{
+    static const char text[] = "version: 1\n"
+                               "hostname: api.test\n"
+                               "listeners: { smtp: { protocol: smtp, port: 0 } }\n"
+                               "expect:\n"
+                               "  - { messages: 2 }\n"
+                               "  - { messages: 1 }\n"
+                               "  - { when: { listener: smtp }, sessions: 1 }\n";
+    struct mocksrv *srv = mocksrv_new();
+    struct mocksrv_error err = {0};
+    ck_assert_int_eq(mocksrv_load_string(srv, text, sizeof text - 1, "api", &err), 0);
+    mocksrv_set_ephemeral(srv, 1);
+    ck_assert_int_eq(mocksrv_start(srv, &err), 0);
+    send_message(mocksrv_port(srv, "smtp"));
+    ck_assert_uint_eq(mocksrv_wait_messages(srv, 1, 5000), 1);
+    ck_assert_int_eq(mocksrv_stop(srv), 1); /* messages: 2 is the one not met */
+    mocksrv_free(srv);
+}
+END_TEST
+
 struct stepper {
     struct mocksrv *srv;
     int port;
@@ -262,6 +285,7 @@ api_suite(void)
     tcase_add_test(tc, test_shutdown_sends_421);
     tcase_add_test(tc, test_bad_scenario_keeps_previous);
     tcase_add_test(tc, test_listen_override_and_errors);
+    tcase_add_test(tc, test_stop_returns_unmet_expectations);
     suite_add_tcase(s, tc);
     return s;
 }
