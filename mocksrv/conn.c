@@ -6,7 +6,12 @@
  * buffer and leave through shape.c when flushed; every wait for input flushes first, which is
  * what makes the reply to a pipelined batch one write.
  *
- * Not here: TLS (a later layer between this buffer and the shaper), protocol syntax.
+ * With TLS up, plaintext stays in these buffers and ciphertext goes through OpenSSL's memory
+ * BIOs (tls.c) to the shaper. Also here: a fault's read shaping (size, gap, bandwidth, window,
+ * stop), handshakes stopped on purpose (ms_conn_starttls_ex), split with layer: tls (one record
+ * per piece), and the close when a session-long after_bytes allowance runs out.
+ *
+ * Not here: protocol syntax, deciding what a fault does (fault.c, session.c).
  */
 #include "conn.h"
 

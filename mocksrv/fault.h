@@ -2,12 +2,12 @@
  * fault.h - fault rules (FAULTS.md): the model the scenario loader fills, and the engine that
  * decides at each session event which actions fire.
  *
- * This first part covers: every `when` key and counter (listener, protocol, session, encrypted,
- * user, at, command, args, nth/every/after, count), the modifiers (probability, per, times,
- * name), and the actions reply, replies, raw, send, inject, append, hide, delay and close.
- * tls faults (at STARTTLS/STLS and at: tls) are carried out by session.c and conn.c. What the
- * engine cannot carry out yet is refused (ms_faults_check_supported) as "not supported yet"
- * with its position, never silently ignored.
+ * Every `when` key and counter of FAULTS.md 2, every modifier (probability, per, times, scope,
+ * name) and every action. Who carries them out: content actions and closes session.c; split,
+ * delay, bandwidth, tarpit and session-long cuts shape.c (through the plans session.c
+ * installs); read shaping and TLS handshakes conn.c; tls faults session.c with conn.c. What
+ * has no engine yet (IMAP payloads) is refused at load (ms_faults_check_supported) with its
+ * position, never silently ignored.
  *
  * Invariants:
  *   - Rules are compiled once from the scenario; runtime state (counters) lives in the server
