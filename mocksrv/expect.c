@@ -183,19 +183,6 @@ struct ms_expect_session {
     struct expect_entry e[];
 };
 
-static int
-expect_listener_matches(const struct ms_expect_conf *c, const struct ms_session *s)
-{
-    if (c->n_listeners) {
-        int found = 0;
-        for (size_t i = 0; i < c->n_listeners; i++)
-            found |= strcmp(c->listeners[i], s->listener->name) == 0;
-        if (!found)
-            return 0;
-    }
-    return !c->protocols || (c->protocols & (1u << s->listener->protocol));
-}
-
 /* The conditions checked per command: encrypted and user. */
 static int
 expect_conditions_hold(const struct ms_expect_conf *c, const struct ms_session *s)
@@ -273,7 +260,7 @@ ms_expect_session_start(struct ms_session *s)
     for (size_t i = 0; i < n; i++) {
         const struct ms_expect_conf *c = &sc->expect.entries[i];
         struct expect_entry *x = &xs->e[i];
-        if (!expect_listener_matches(c, s))
+        if (!ms_session_selected(s, c->listeners, c->n_listeners, c->protocols))
             continue;
         /* session: n is the entry's n-th connection among those it could apply to */
         unsigned ord = ++sc->expect.run[i].ordinals;
@@ -485,6 +472,19 @@ ms_expect_session_end(struct ms_session *s, const char *reason)
     s->expect = NULL;
 }
 
+/* A run-wide count check: "expect[I].sessions: 2 sessions, expected 1". */
+static void
+expect_count(struct ms_server *srv, size_t i, const char *noun, uint64_t got, uint64_t want)
+{
+    char seen[128], name[64];
+    if (got == want)
+        return;
+    snprintf(name, sizeof name, "expect[%zu].%ss", i, noun);
+    snprintf(seen, sizeof seen, "%llu %s%s, expected %llu", (unsigned long long)got, noun,
+             got == 1 ? "" : "s", (unsigned long long)want);
+    ms_server_expect_fail(srv, NULL, name, seen);
+}
+
 void
 ms_expect_run_end(struct ms_server *srv)
 {
@@ -492,20 +492,11 @@ ms_expect_run_end(struct ms_server *srv)
     if (!sc || sc->expect.checked)
         return;
     sc->expect.checked = 1;
-    char seen[128], name[64];
     for (size_t i = 0; i < sc->expect.n_entries; i++) {
         const struct ms_expect_conf *c = &sc->expect.entries[i];
         const struct ms_expect_runstate *run = sc->expect.run ? &sc->expect.run[i] : NULL;
-        if (c->has_sessions) {
-            uint64_t got = run ? run->matched : 0;
-            if (got != c->sessions) {
-                snprintf(name, sizeof name, "expect[%zu].sessions", i);
-                snprintf(seen, sizeof seen, "%llu session%s, expected %llu",
-                         (unsigned long long)got, got == 1 ? "" : "s",
-                         (unsigned long long)c->sessions);
-                ms_server_expect_fail(srv, NULL, name, seen);
-            }
-        }
+        if (c->has_sessions)
+            expect_count(srv, i, "session", run ? run->matched : 0, c->sessions);
         if (c->has_messages) {
             /* without a when: every message of the run, reloads included */
             uint64_t got;
@@ -516,13 +507,7 @@ ms_expect_run_end(struct ms_server *srv)
                 got = srv->n_msgs;
                 pthread_mutex_unlock(&srv->lock);
             }
-            if (got != c->messages) {
-                snprintf(name, sizeof name, "expect[%zu].messages", i);
-                snprintf(seen, sizeof seen, "%llu message%s, expected %llu",
-                         (unsigned long long)got, got == 1 ? "" : "s",
-                         (unsigned long long)c->messages);
-                ms_server_expect_fail(srv, NULL, name, seen);
-            }
+            expect_count(srv, i, "message", got, c->messages);
         }
     }
 }

@@ -124,17 +124,18 @@ ms_fault_run_init(struct ms_scenario *sc)
     fault_index_build(&sc->faults);
 }
 
-static int
-fault_listener_matches(const struct ms_fault_rule *r, const struct ms_session *s)
+int
+ms_session_selected(const struct ms_session *s, char *const *listeners, size_t n_listeners,
+                    unsigned protocols)
 {
-    if (r->n_listeners) {
+    if (n_listeners) {
         int found = 0;
-        for (size_t i = 0; i < r->n_listeners; i++)
-            found |= strcmp(r->listeners[i], s->listener->name) == 0;
+        for (size_t i = 0; i < n_listeners; i++)
+            found |= strcmp(listeners[i], s->listener->name) == 0;
         if (!found)
             return 0;
     }
-    return !r->protocols || (r->protocols & (1u << s->listener->protocol));
+    return !protocols || (protocols & (1u << s->listener->protocol));
 }
 
 void
@@ -147,7 +148,8 @@ ms_fault_session_start(struct ms_session *s)
     s->fault = ms_calloc(n ? n : 1, sizeof *s->fault);
     for (size_t i = 0; i < n; i++) {
         /* the rule's n-th connection counts only connections it could apply to */
-        if (fault_listener_matches(&sc->faults.rules[i], s))
+        const struct ms_fault_rule *r = &sc->faults.rules[i];
+        if (ms_session_selected(s, r->listeners, r->n_listeners, r->protocols))
             s->fault[i].ordinal = ++sc->faults.run[i].sessions;
     }
 }
@@ -186,6 +188,17 @@ fault_counter_holds(const struct ms_fault_rule *r, uint64_t count)
     if (r->after)
         return count > r->after;
     return 1;
+}
+
+/* A shaping key of a firing rule: it wins when no earlier rule took it (FAULTS.md 1). */
+static void
+fault_take(int given, struct ms_fault_pick *slot, const struct ms_fault_pick *pick, json_t *taken,
+           const char *key)
+{
+    if (!given || slot->rule)
+        return;
+    *slot = *pick;
+    json_array_append_new(taken, json_string(key));
 }
 
 int
@@ -320,39 +333,22 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
             out->has_delay = 1;
             json_array_append_new(taken, json_string("delay"));
         }
+        struct ms_fault_pick pick = {r, (uint32_t)i, fs->ordinal, count};
         if (r->close_how != MS_CLOSE_NONE && out->close_how == MS_CLOSE_NONE) {
             out->close_how = r->close_how;
             out->close_after = r->has_close_after ? r->close_after_bytes : UINT64_MAX;
             out->close_delay_ms = r->close_delay_ms;
             out->close_from = r->close_from;
+            out->close_pick = pick;
             json_array_append_new(taken, json_string("close"));
         }
-        struct ms_fault_pick pick = {r, (uint32_t)i, fs->ordinal, count};
         if (delay >= 0)
             out->delay_pick = pick;
-        if (out->close_how == r->close_how && r->close_how != MS_CLOSE_NONE &&
-            !out->close_pick.rule)
-            out->close_pick = pick;
-        if (r->has_split && !out->split.rule) {
-            out->split = pick;
-            json_array_append_new(taken, json_string("split"));
-        }
-        if (r->bandwidth && !out->bandwidth.rule) {
-            out->bandwidth = pick;
-            json_array_append_new(taken, json_string("bandwidth"));
-        }
-        if (r->has_read && !out->read.rule) {
-            out->read = pick;
-            json_array_append_new(taken, json_string("read"));
-        }
-        if (r->has_stall && !out->stall.rule) {
-            out->stall = pick;
-            json_array_append_new(taken, json_string("stall"));
-        }
-        if (r->has_tarpit && !out->tarpit.rule) {
-            out->tarpit = pick;
-            json_array_append_new(taken, json_string("tarpit"));
-        }
+        fault_take(r->has_split, &out->split, &pick, taken, "split");
+        fault_take(r->bandwidth != 0, &out->bandwidth, &pick, taken, "bandwidth");
+        fault_take(r->has_read, &out->read, &pick, taken, "read");
+        fault_take(r->has_stall, &out->stall, &pick, taken, "stall");
+        fault_take(r->has_tarpit, &out->tarpit, &pick, taken, "tarpit");
         if (r->tls && !out->tls) {
             out->tls = r->tls;
             out->tls_stall = r->tls_stall;

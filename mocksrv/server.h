@@ -245,6 +245,10 @@ void ms_fault_run_init(struct ms_scenario *sc);
 int ms_faults_check_supported(const struct ms_scenario *sc, struct mocksrv_error *err);
 void ms_fault_session_start(struct ms_session *s);
 void ms_fault_session_end(struct ms_session *s);
+/* 1 when a session is on one of the listeners named (none: any) and speaks one of the protocols
+ * (bits 1 << enum ms_proto; 0: any): the `when` of a fault rule or an expectation. */
+int ms_session_selected(const struct ms_session *s, char *const *listeners, size_t n_listeners,
+                        unsigned protocols);
 /* The actions that fire at this event (verb upper-case or NULL; args the rest of the line;
  * received: payload bytes so far at `data`). Emits a "fault" event per firing rule. Returns
  * the number of rules that fired. */
