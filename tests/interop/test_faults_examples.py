@@ -123,6 +123,8 @@ class ExampleFTest(unittest.TestCase):
             self.assertLess(ev[5]["probability"], 0.5)
 
     def test_slow_links_per_session(self):
+        self.assertTrue([e for run in (self.a, self.c) for e in run[0] if e[0] == "slow-links"],
+                        "slow-links fired at least once in these two seeds' runs")
         for run in (self.a, self.c):
             slow = [e for e in run[0] if e[0] == "slow-links"]
             for ev in slow:

@@ -9,6 +9,7 @@ Real clients meet the shaping too: curl retrieves a POP3 message through 1-byte 
 through a slow greeting, poplib over TLS through one-record-per-piece splits."""
 import os
 import poplib
+import ssl
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mocksrv_harness import Mocksrv, client_context, code  # noqa: E402
 from test_faults_check import Wire, fault_events, wait_closed_event  # noqa: E402
+from test_faults_tls import BioClient  # noqa: E402
 
 MESSAGE = ("From: a@example.test\r\nTo: alice@example.test\r\nSubject: shaped\r\n\r\n"
            + "".join("line %03d of a message read through a shaped connection\r\n" % i
@@ -432,6 +434,57 @@ class TlsLayerTest(ShapeCase):
         ev = fault_events(tsrv)
         self.assertEqual([e["actions"] for e in ev], [["split"]])
         p.quit()
+
+    def test_layer_tls_records_on_the_wire(self):
+        # count the records: with layer: tls each 8-byte piece is its own application-data
+        # record (with layer: tcp the reply would be one record cut into TCP pieces)
+        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        path = os.path.join(d, "s.yaml")
+        with open(path, "w") as f:
+            f.write("version: 1\nhostname: mock.test\n"
+                    "listeners: { pop3s: { protocol: pop3, port: 0, tls: implicit }}\n"
+                    "faults:\n  - { when: { command: CAPA }, "
+                    "split: { size: 8, gap: 5ms, layer: tls } }\n")
+        tsrv = Mocksrv(path).start()
+        self.addCleanup(self.stop, tsrv, d)
+        c = BioClient(tsrv.ca_file)
+        w = Wire(tsrv.port("pop3s"), timeout=10)
+        self.addCleanup(w.close)
+        w.send(c.hello)
+        deadline = time.monotonic() + 10
+        plain = b""
+        while b"\r\n" not in plain:  # the handshake, then the greeting
+            out = c.feed(w.fill(deadline))
+            if out:
+                w.send(out)
+            if c.done:
+                try:
+                    plain += c.obj.read(4096)
+                except ssl.SSLWantReadError:
+                    pass
+        c.obj.write(b"CAPA\r\n")
+        w.buf = b""
+        w.send(c.outgoing.read())
+        raw, reply = b"", b""
+        while not reply.endswith(b"\r\n.\r\n"):
+            chunk = w.fill(deadline)
+            raw += chunk
+            c.incoming.write(chunk)
+            try:
+                while True:
+                    reply += c.obj.read(4096)
+            except ssl.SSLWantReadError:
+                pass
+        self.assertIn(b"USER", reply)
+        lengths, pos = [], 0
+        while pos + 5 <= len(raw):
+            self.assertEqual(raw[pos], 0x17, "application data records only")
+            n = int.from_bytes(raw[pos + 3:pos + 5], "big")
+            lengths.append(n)
+            pos += 5 + n
+        self.assertEqual(pos, len(raw))
+        self.assertGreaterEqual(len(lengths), len(reply) // 8)
+        self.assertEqual(len(set(lengths[:-1])), 1, "equal records for equal 8-byte pieces")
 
 
 if __name__ == "__main__":
