@@ -124,6 +124,7 @@ struct reader {
     int64_t timeout_ms;
     int rc;
     int64_t elapsed;
+    int64_t end; /* ms_now() when the read returned */
     char got[32];
     ssize_t nread;
 };
@@ -144,7 +145,8 @@ reader_fn(void *arg)
         if (r->rc != MOCKSRV_OK)
             break;
     }
-    r->elapsed = ms_now() - t0;
+    r->end = ms_now();
+    r->elapsed = r->end - t0;
 }
 
 static void
@@ -164,14 +166,16 @@ START_TEST(test_wait_io_data_arrives)
     ck_assert_ptr_nonnull(r.io);
     ck_assert_int_eq(ms_io_fd(r.io), sv[0]);
     ms_loop_spawn(loop, reader_fn, &r, 0);
-    ms_loop_timer_add(loop, ms_deadline_in(40), write_later_cb, &sv[1]);
+    /* measured from when the write is scheduled: the reader starts a little later */
+    int64_t armed = ms_now();
+    ms_loop_timer_add(loop, armed + 40, write_later_cb, &sv[1]);
     run_until_idle(loop, 1000);
     ck_assert_int_eq(r.rc, MOCKSRV_OK);
     ck_assert_int_eq(r.nread, 5);
     r.got[r.nread] = '\0';
     ck_assert_str_eq(r.got, "hello");
-    ck_assert_msg(r.elapsed >= 40 && r.elapsed < 40 + SLACK_MS, "data after 40 ms: waited %lld",
-                  (long long)r.elapsed);
+    ck_assert_msg(r.end - armed >= 40 && r.end - armed < 40 + SLACK_MS,
+                  "data after 40 ms: waited %lld", (long long)(r.end - armed));
     ms_io_close(&r.io);
     ck_assert_ptr_null(r.io);
     close(sv[0]);
