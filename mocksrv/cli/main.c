@@ -73,8 +73,9 @@ cli_usage(FILE *out)
 {
     fputs("usage: mocksrv [OPTIONS] [SCENARIO.yaml] [-- CMD [ARGS...]]\n"
           "\n"
-          "A mock SMTP/LMTP server for tests. Without a scenario it serves the embedded default\n"
-          "(SMTP on 127.0.0.1:3025, users alice and bob with password \"secret\").\n"
+          "A mock SMTP, LMTP and POP3 server for tests (IMAP not yet). Without a scenario\n"
+          "it serves the embedded default (SMTP on 127.0.0.1:3025, SMTPS 3465, POP3 3110,\n"
+          "POP3S 3995; users alice and bob with password \"secret\").\n"
           "\n"
           "  --listen NAME=[HOST:]PORT  override or add a listener (PORT 0 = ephemeral)\n"
           "  --ephemeral                every listener on an ephemeral port\n"
