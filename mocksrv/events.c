@@ -14,7 +14,7 @@ void
 ms_events_init(struct ms_events *ev)
 {
     memset(ev, 0, sizeof *ev);
-    ev->verbosity = 1;
+    ev->verbosity = -1; /* a library prints nothing unless its host asks (the CLI does) */
     ev->start_ms = ms_now();
     const char *no_color = getenv("NO_COLOR");
     ev->color = isatty(2) && !(no_color && *no_color);
@@ -206,6 +206,8 @@ events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap
 void
 ms_log_error(struct ms_events *ev, const char *fmt, ...)
 {
+    if (ev->verbosity < 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
     events_log(ev, "error: ", fmt, ap);
