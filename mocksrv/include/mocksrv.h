@@ -103,7 +103,8 @@ MOCKSRV_API int mocksrv_load_string(struct mocksrv *srv, const char *yaml, size_
  * server is bound or its thread runs (nothing changes then), MOCKSRV_EINVAL for a NULL server
  * or a bad value. Settings made after a stop apply from the next bind. */
 
-/* Every listener on port 0 (an ephemeral port), whatever the scenario says. */
+/* on != 0: every listener of the scenario on an ephemeral port (port 0), whatever the scenario
+ * says; ports given with mocksrv_listen still apply. */
 MOCKSRV_API int mocksrv_set_ephemeral(struct mocksrv *srv, int on);
 /* Default listen address (default "127.0.0.1"). */
 MOCKSRV_API int mocksrv_set_bind_host(struct mocksrv *srv, const char *host);
