@@ -558,6 +558,34 @@ START_TEST(test_restart_after_stop)
 }
 END_TEST
 
+/* A restart keeps the generated certificates (the CA file a client trusts stays valid); a new
+ * scenario loaded in between makes new ones at the next bind. */
+START_TEST(test_restart_keeps_certificates)
+{
+    static const char text[] = "version: 1\n"
+                               "hostname: api.test\n"
+                               "listeners: { smtps: { protocol: smtp, port: 0, tls: implicit } }\n";
+    struct mocksrv *srv = mocksrv_new();
+    struct mocksrv_error err = {0};
+    ck_assert_int_eq(mocksrv_load_string(srv, text, sizeof text - 1, "tls", &err), 0);
+    ck_assert_int_eq(mocksrv_start(srv, &err), 0);
+    ck_assert_ptr_nonnull(mocksrv_ca_file(srv));
+    char *ca = strdup(mocksrv_ca_file(srv));
+    ck_assert_int_eq(mocksrv_stop(srv), 0);
+    ck_assert_int_eq(mocksrv_start(srv, &err), 0);
+    ck_assert_str_eq(mocksrv_ca_file(srv), ca);
+    ck_assert_int_eq(access(ca, R_OK), 0);
+    ck_assert_int_eq(mocksrv_stop(srv), 0);
+    ck_assert_int_eq(mocksrv_load_string(srv, text, sizeof text - 1, "tls", &err), 0);
+    ck_assert_ptr_null(mocksrv_ca_file(srv));
+    ck_assert_int_eq(mocksrv_start(srv, &err), 0);
+    ck_assert_ptr_nonnull(mocksrv_ca_file(srv));
+    ck_assert_int_eq(mocksrv_stop(srv), 0);
+    mocksrv_free(srv);
+    free(ca);
+}
+END_TEST
+
 /* Runs fn with file descriptor 2 on a temporary file; returns what was written there. */
 static char *
 capture_stderr(void (*fn)(int verbosity), int verbosity)
@@ -689,6 +717,7 @@ api_suite(void)
     tcase_add_test(tc, test_null_arguments);
     tcase_add_test(tc, test_settings_refused_once_bound);
     tcase_add_test(tc, test_restart_after_stop);
+    tcase_add_test(tc, test_restart_keeps_certificates);
     tcase_add_test(tc, test_silent_by_default);
     tcase_add_test(tc, test_imap_and_unknown_listeners_refused_early);
     suite_add_tcase(s, tc);
