@@ -586,6 +586,40 @@ START_TEST(test_restart_keeps_certificates)
 }
 END_TEST
 
+/* mocksrv_stop from an event callback would wait for its own thread: MOCKSRV_ESTATE, and the
+ * server goes on. */
+struct stop_from_callback {
+    struct mocksrv *srv;
+    int rc;
+    int calls;
+};
+
+static void
+stop_on_event(void *arg, const char *name, const char *json)
+{
+    struct stop_from_callback *c = arg;
+    (void)json;
+    if (strcmp(name, "session.open") == 0 && c->calls++ == 0)
+        c->rc = mocksrv_stop(c->srv);
+}
+
+START_TEST(test_stop_from_callback_refused)
+{
+    struct mocksrv *srv = mocksrv_new();
+    struct mocksrv_error err = {0};
+    struct stop_from_callback c = {.srv = srv, .rc = 1};
+    ck_assert_int_eq(mocksrv_load_string(srv, scenario, sizeof scenario - 1, "api", &err), 0);
+    ck_assert_int_eq(mocksrv_on_event(srv, stop_on_event, &c), 0);
+    ck_assert_int_eq(mocksrv_start(srv, &err), 0);
+    send_message(mocksrv_port(srv, "smtp"));
+    ck_assert_uint_eq(mocksrv_wait_messages(srv, 1, 5000), 1);
+    ck_assert_int_eq(mocksrv_stop(srv), 0);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_int_eq(c.rc, MOCKSRV_ESTATE);
+    mocksrv_free(srv);
+}
+END_TEST
+
 /* Runs fn with file descriptor 2 on a temporary file; returns what was written there. */
 static char *
 capture_stderr(void (*fn)(int verbosity), int verbosity)
@@ -718,6 +752,7 @@ api_suite(void)
     tcase_add_test(tc, test_settings_refused_once_bound);
     tcase_add_test(tc, test_restart_after_stop);
     tcase_add_test(tc, test_restart_keeps_certificates);
+    tcase_add_test(tc, test_stop_from_callback_refused);
     tcase_add_test(tc, test_silent_by_default);
     tcase_add_test(tc, test_imap_and_unknown_listeners_refused_early);
     suite_add_tcase(s, tc);
