@@ -91,7 +91,7 @@ build="$(cd "$build" && pwd)" # absolute: the second project is configured from 
 cmake -S . -B "$build/lib" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" -DMOCKSRV_SANITIZE=ON -DMOCKSRV_WERROR=OFF \
     -DMOCKSRV_TESTS=OFF >/dev/null
-cmake --build "$build/lib" --target mocksrv_static -j "$(nproc)"
+cmake --build "$build/lib" --target mocksrv_internal -j "$(nproc)"
 cmake -S tests/fuzz -B "$build/fuzz" -DCMAKE_C_COMPILER="$cc" \
     -DMOCKSRV_LIB_BUILD="$build/lib" >/dev/null
 cmake --build "$build/fuzz" -j "$(nproc)" --target "${targets[@]}"

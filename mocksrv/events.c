@@ -14,7 +14,7 @@ void
 ms_events_init(struct ms_events *ev)
 {
     memset(ev, 0, sizeof *ev);
-    ev->verbosity = 1;
+    ev->verbosity = -1; /* a library prints nothing unless its host asks (the CLI does) */
     ev->start_ms = ms_now();
     const char *no_color = getenv("NO_COLOR");
     ev->color = isatty(2) && !(no_color && *no_color);
@@ -191,6 +191,9 @@ ms_transcript(struct ms_events *ev, unsigned session, const char *listener, char
     ms_buf_fini(&out);
 }
 
+static void events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap)
+    MS_PRINTF(3, 0);
+
 static void
 events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap)
 {
@@ -206,6 +209,8 @@ events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap
 void
 ms_log_error(struct ms_events *ev, const char *fmt, ...)
 {
+    if (ev->verbosity < 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
     events_log(ev, "error: ", fmt, ap);

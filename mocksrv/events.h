@@ -4,7 +4,8 @@
  *
  * Every event is a JSON object with "event", "t" (seconds since the server started) and, for a
  * session, "session" and "listener". Bytes that are not valid UTF-8 are escaped as the text
- * \xNN so every line is valid JSON whatever a client sent. Nothing else in mocksrv prints.
+ * \xNN so every line is valid JSON whatever a client sent. Nothing else in mocksrv prints, and
+ * this prints on stderr only at the verbosity the host set (none by default).
  */
 #ifndef MS_EVENTS_H
 #define MS_EVENTS_H
@@ -19,7 +20,7 @@ struct ms_events {
     int close_file; /* we opened it */
     mocksrv_event_fn *fn;
     void *fn_arg;
-    int verbosity;    /* 0 errors only, 1 normal, 2 transcript */
+    int verbosity;    /* -1 nothing (the default), 0 errors only, 1 normal, 2 transcript */
     int color;        /* ANSI colours on stderr */
     int64_t start_ms; /* ms_now() at start: "t" is relative to it */
 };
@@ -46,7 +47,8 @@ void ms_utf8_escape(struct ms_buf *out, const char *p, size_t n);
  * '*' note). Each line of p is printed on its own, without its CRLF. */
 void ms_transcript(struct ms_events *ev, unsigned session, const char *listener, char dir,
                    const char *p, size_t n);
-/* Messages on stderr: errors always (unless quiet... errors are always shown), info at >= 1. */
+/* Messages on stderr: errors at verbosity >= 0, info at >= 1; nothing at -1 (the library's
+ * default: only a host that sets a verbosity, like the CLI, gets lines on stderr). */
 void ms_log_error(struct ms_events *ev, const char *fmt, ...) MS_PRINTF(2, 3);
 void ms_log_info(struct ms_events *ev, const char *fmt, ...) MS_PRINTF(2, 3);
 
