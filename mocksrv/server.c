@@ -92,14 +92,11 @@ server_msg_json(const struct ms_msg *m)
     return o;
 }
 
-/* Writes p to dir/name via a temporary file, fsync-free (tests, not durability), renamed. */
+/* Writes p to a new temporary file tmp (fsync-free: tests, not durability). On failure nothing
+ * is left behind. */
 static int
-server_write_file(const char *dir, const char *name, const char *p, size_t n,
-                  struct mocksrv_error *err)
+server_write_temp(const char *tmp, const char *p, size_t n, struct mocksrv_error *err)
 {
-    char tmp[4096], final[4096];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-    snprintf(final, sizeof final, "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(errno));
@@ -116,12 +113,58 @@ server_write_file(const char *dir, const char *name, const char *p, size_t n,
         }
         off += (size_t)w;
     }
-    if (close(fd) != 0 || rename(tmp, final) != 0) {
+    /* tmpfs and NFS may report ENOSPC only here */
+    if (close(fd) != 0) {
         int e = errno;
         unlink(tmp);
-        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", final, strerror(e));
+        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(e));
     }
     return MOCKSRV_OK;
+}
+
+/* Spools m as NNNNNN.eml (the bytes) and NNNNNN.json (the envelope): both are written to
+ * temporary files first, then renamed, the .json last (a reader that sees the .json finds the
+ * .eml). Either both files appear or neither: on any failure what was written or renamed is
+ * removed, so a later message that takes the same number finds no file of this one. */
+static int
+server_spool(struct ms_server *srv, const struct ms_msg *m, struct mocksrv_error *err)
+{
+    char eml_tmp[4096], eml[4096], json_tmp[4096], json[4096];
+    snprintf(eml_tmp, sizeof eml_tmp, "%s/.%06u.eml.tmp", srv->spool_dir, m->id);
+    snprintf(eml, sizeof eml, "%s/%06u.eml", srv->spool_dir, m->id);
+    snprintf(json_tmp, sizeof json_tmp, "%s/.%06u.json.tmp", srv->spool_dir, m->id);
+    snprintf(json, sizeof json, "%s/%06u.json", srv->spool_dir, m->id);
+
+    json_t *env = server_msg_json(m);
+    char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(env);
+    size_t len = strlen(text);
+    text = ms_realloc(text, len + 2);
+    text[len++] = '\n';
+
+    int rc = server_write_temp(eml_tmp, m->blob->data, m->blob->len, err);
+    if (rc != MOCKSRV_OK)
+        goto done;
+    rc = server_write_temp(json_tmp, text, len, err);
+    if (rc != MOCKSRV_OK) {
+        unlink(eml_tmp);
+        goto done;
+    }
+    if (rename(eml_tmp, eml) != 0) {
+        rc = ms_error_set(err, MOCKSRV_EIO, "%s: %s", eml, strerror(errno));
+        unlink(eml_tmp);
+        unlink(json_tmp);
+        goto done;
+    }
+    if (rename(json_tmp, json) != 0) {
+        rc = ms_error_set(err, MOCKSRV_EIO, "%s: %s", json, strerror(errno));
+        unlink(eml);
+        unlink(json_tmp);
+        goto done;
+    }
+done:
+    free(text);
+    return rc;
 }
 
 /* smtp.deliver: the message lands in the INBOX of every recipient who is a user (by name or
@@ -156,21 +199,9 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
 {
     m->id = ++srv->next_msg_id;
     if (srv->spool_dir) {
-        char name[64];
-        snprintf(name, sizeof name, "%06u.eml", m->id);
-        int rc = server_write_file(srv->spool_dir, name, m->blob->data, m->blob->len, err);
-        if (rc == MOCKSRV_OK) {
-            json_t *env = server_msg_json(m);
-            char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            json_decref(env);
-            size_t len = strlen(text);
-            text = ms_realloc(text, len + 2);
-            text[len++] = '\n';
-            snprintf(name, sizeof name, "%06u.json", m->id);
-            rc = server_write_file(srv->spool_dir, name, text, len, err);
-            free(text);
-        }
+        int rc = server_spool(srv, m, err);
         if (rc != MOCKSRV_OK) {
+            /* nothing of it is on disk: the next message takes the number */
             srv->next_msg_id--;
             ms_log_error(&srv->events, "spool: %s", err ? err->message : "write failed");
             ms_msg_free(m);
@@ -178,8 +209,17 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
         }
         m->spool_path = ms_asprintf("%s/%06u.eml", srv->spool_dir, m->id);
     }
-
     json_t *delivered = server_deliver(srv, m);
+
+    /* In the list before its event: a callback of the event finds it (mocksrv_message_get).
+     * From here m is shared with other threads, which only read it; so does this thread. The
+     * lock is released before the event, whose callback may take it. */
+    pthread_mutex_lock(&srv->lock);
+    ms_grow((void **)&srv->msgs, &srv->cap_msgs, srv->n_msgs + 1, sizeof *srv->msgs);
+    srv->msgs[srv->n_msgs++] = m;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+
     json_t *ev = ms_event_new(&srv->events, "message", m->session, m->listener);
     json_t *body = server_msg_json(m);
     json_object_set_new(body, "delivered_to", delivered);
@@ -194,12 +234,6 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
     json_object_update(ev, body);
     json_decref(body);
     ms_event_emit(&srv->events, ev);
-
-    pthread_mutex_lock(&srv->lock);
-    ms_grow((void **)&srv->msgs, &srv->cap_msgs, srv->n_msgs + 1, sizeof *srv->msgs);
-    srv->msgs[srv->n_msgs++] = m;
-    pthread_cond_broadcast(&srv->cond);
-    pthread_mutex_unlock(&srv->lock);
     return MOCKSRV_OK;
 }
 
