@@ -294,6 +294,7 @@ session_tap(void *arg, char dir, const char *p, size_t n)
 }
 
 static void server_check_exit(struct ms_server *srv);
+static void server_collect_retired(struct ms_server *srv);
 
 static void
 session_main(void *arg)
@@ -369,6 +370,8 @@ done:
     srv->n_open--;
     srv->n_ended++;
     srv->last_activity = ms_now();
+    if (srv->n_retired_sc)
+        server_collect_retired(srv); /* this session may have been the last on an old scenario */
     server_check_exit(srv);
 }
 
@@ -740,6 +743,26 @@ fail:
 
 /* ---- model: scenario and store, reload ---- */
 
+/* Destroys the replaced scenarios that no open session uses any more. */
+static void
+server_collect_retired(struct ms_server *srv)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < srv->n_retired_sc; i++) {
+        struct ms_scenario *sc = srv->retired_sc[i];
+        int used = 0;
+        for (struct ms_session *s = srv->sessions; s && !used; s = s->next)
+            used = s->faults_sc == sc;
+        if (used)
+            srv->retired_sc[keep++] = sc;
+        else
+            ms_scenario_destroy(&sc);
+    }
+    srv->n_retired_sc = keep;
+}
+
+/* The scenario and store are replaced: the store goes now, the scenario when no session uses
+ * it. */
 static void
 server_retire(struct ms_server *srv)
 {
@@ -747,29 +770,23 @@ server_retire(struct ms_server *srv)
         srv->retired_sc =
             ms_realloc(srv->retired_sc, (srv->n_retired_sc + 1) * sizeof *srv->retired_sc);
         srv->retired_sc[srv->n_retired_sc++] = srv->sc;
+        srv->sc = NULL;
     }
-    if (srv->store) {
-        srv->retired_st =
-            ms_realloc(srv->retired_st, (srv->n_retired_st + 1) * sizeof *srv->retired_st);
-        srv->retired_st[srv->n_retired_st++] = srv->store;
-    }
-    srv->sc = NULL;
-    srv->store = NULL;
+    ms_store_destroy(&srv->store);
+    server_collect_retired(srv);
 }
 
 void
 ms_server_free_model(struct ms_server *srv)
 {
-    server_retire(srv);
+    /* the loop is gone: no session runs any more, whatever the list says */
+    ms_scenario_destroy(&srv->sc);
+    ms_store_destroy(&srv->store);
     for (size_t i = 0; i < srv->n_retired_sc; i++)
         ms_scenario_destroy(&srv->retired_sc[i]);
-    for (size_t i = 0; i < srv->n_retired_st; i++)
-        ms_store_destroy(&srv->retired_st[i]);
+    srv->n_retired_sc = 0;
     free(srv->retired_sc);
-    free(srv->retired_st);
     srv->retired_sc = NULL;
-    srv->retired_st = NULL;
-    srv->n_retired_sc = srv->n_retired_st = 0;
 }
 
 int
