@@ -295,6 +295,7 @@ session_tap(void *arg, char dir, const char *p, size_t n)
 
 static void server_check_exit(struct ms_server *srv);
 static void server_collect_retired(struct ms_server *srv);
+static void server_accept_soon(struct ms_server *srv);
 
 static void
 session_main(void *arg)
@@ -372,6 +373,7 @@ done:
     srv->last_activity = ms_now();
     if (srv->n_retired_sc)
         server_collect_retired(srv); /* this session may have been the last on an old scenario */
+    server_accept_soon(srv);
     server_check_exit(srv);
 }
 
@@ -395,21 +397,87 @@ server_format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
     }
 }
 
+/* Retry interval of an accept that failed for want of resources, and the interval between two
+ * logs of such failures. */
+#define SERVER_ACCEPT_RETRY_MS 20
+#define SERVER_ACCEPT_LOG_MS 10000
+
+static void server_accept(struct ms_listener *l);
+
 static void
-server_on_accept(void *arg, uint32_t events)
+server_on_accept_retry(void *arg, uint32_t events)
 {
     struct ms_listener *l = arg;
-    struct ms_server *srv = l->srv;
     (void)events;
+    l->retry_timer = 0;
+    if (!l->srv->stopping && l->fd >= 0)
+        server_accept(l);
+}
+
+/* accept failed with e: connections stay in the backlog. The listener is edge-triggered, so
+ * nothing would call us for them until another client connects: a timer retries. EMFILE and
+ * ENFILE clear up when sessions end (server_accept_soon), ENOBUFS and ENOMEM by themselves. The
+ * error is logged at most every SERVER_ACCEPT_LOG_MS with the count of those not logged. */
+static void
+server_accept_failed(struct ms_listener *l, int e)
+{
+    struct ms_server *srv = l->srv;
+    int64_t now = ms_now();
+    if (l->failure_log_ms == 0 || now - l->failure_log_ms >= SERVER_ACCEPT_LOG_MS) {
+        if (l->failures_quiet)
+            ms_log_error(&srv->events,
+                         "accept on %s: %s (%u more times since the last report); the waiting "
+                         "clients are accepted as descriptors free up",
+                         l->name, strerror(e), l->failures_quiet);
+        else
+            ms_log_error(&srv->events,
+                         "accept on %s: %s; the waiting clients are accepted as descriptors free "
+                         "up",
+                         l->name, strerror(e));
+        l->failure_log_ms = now;
+        l->failures_quiet = 0;
+    } else {
+        l->failures_quiet++;
+    }
+    if (!l->retry_timer)
+        l->retry_timer =
+            ms_loop_timer_add(srv->loop, now + SERVER_ACCEPT_RETRY_MS, server_on_accept_retry, l);
+}
+
+/* A session ended and freed its descriptor: listeners waiting for one retry now (from the loop,
+ * not from the ending session's coroutine). */
+static void
+server_accept_soon(struct ms_server *srv)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct ms_listener *l = &srv->listeners[i];
+        if (!l->retry_timer)
+            continue;
+        ms_loop_timer_cancel(srv->loop, l->retry_timer);
+        l->retry_timer = ms_loop_timer_add(srv->loop, ms_now(), server_on_accept_retry, l);
+    }
+}
+
+/* Accepts until the backlog is empty (edge-triggered: until EAGAIN) or accept fails. */
+static void
+server_accept(struct ms_listener *l)
+{
+    struct ms_server *srv = l->srv;
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            /* accept(2): a connection that went away, or a network error of the pending
+             * connection (Linux passes those on): on to the next */
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == ENETDOWN ||
+                e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
+                e == EOPNOTSUPP || e == ENETUNREACH)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                ms_log_error(&srv->events, "accept on %s: %s", l->name, strerror(errno));
+            server_accept_failed(l, e);
             return;
         }
         if (srv->stopping) {
@@ -434,6 +502,16 @@ server_on_accept(void *arg, uint32_t events)
         srv->n_open++;
         s->co = ms_loop_spawn(srv->loop, session_main, s, 0);
     }
+}
+
+static void
+server_on_accept(void *arg, uint32_t events)
+{
+    struct ms_listener *l = arg;
+    (void)events;
+    if (l->retry_timer)
+        return; /* out of descriptors: the retry comes */
+    server_accept(l);
 }
 
 /* ---- lifecycle ---- */
@@ -490,6 +568,9 @@ server_close_listeners(struct ms_server *srv)
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct ms_listener *l = &srv->listeners[i];
+        if (l->retry_timer)
+            ms_loop_timer_cancel(srv->loop, l->retry_timer);
+        l->retry_timer = 0;
         if (l->watch)
             ms_io_close(&l->watch);
         if (l->fd >= 0)

@@ -36,6 +36,11 @@ struct ms_listener {
     int fd;
     struct ms_io *watch;
     unsigned sessions; /* accepted on this listener */
+    /* accept failed for want of descriptors or memory: the clients wait in the backlog, which
+     * no new edge of the listener announces; a timer retries (sooner when a session ends) */
+    uint64_t retry_timer;    /* 0: not armed */
+    int64_t failure_log_ms;  /* when the last failure was logged (ms_now), 0: never */
+    unsigned failures_quiet; /* failures since, not logged */
 };
 
 /* Why a session ended (session.close "reason"). */
