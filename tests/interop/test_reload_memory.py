@@ -13,6 +13,7 @@ that (its session keeps the scenario it started with alive until it ends; under 
 free or a leak fails the run).
 """
 
+import base64
 import os
 import poplib
 import signal
@@ -21,7 +22,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, wait_for  # noqa: E402
+from mocksrv_harness import Mocksrv, RawSmtp, wait_for  # noqa: E402
 
 SCENARIO = """version: 1
 hostname: reload-memory.test
@@ -29,6 +30,8 @@ seed: 7
 listeners:
   smtp: { protocol: smtp, port: 0 }
   pop3: { protocol: pop3, port: 0 }
+smtp:
+  auth: [PLAIN, LOGIN]
 users:
   alice:
     password: secret
@@ -105,9 +108,21 @@ class ReloadMemoryTest(unittest.TestCase):
             old.pass_("secret")
             self.assertEqual(old.stat()[0], 3)
             before = [old.retr(i)[1] for i in (1, 2, 3)]
-            for n in range(1, 6):
+            smtp = RawSmtp(srv.port("smtp"), timeout=30)
+            self.addCleanup(smtp.close)
+            self.assertEqual(smtp.cmd("EHLO client.test")[:3], "250")
+            self.reload(srv, 1)
+            # an AUTH exchange that began after a reload and goes on across more of them: the
+            # scenario current at its start is not the session's, and is replaced meanwhile
+            self.assertEqual(smtp.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6")
+            for n in range(2, 6):
                 self.reload(srv, n)
+            self.assertEqual(smtp.cmd(base64.b64encode(b"bob").decode()), "334 UGFzc3dvcmQ6")
+            self.assertEqual(smtp.cmd(base64.b64encode(b"secret").decode())[:3], "235")
+            self.assertEqual(smtp.cmd("NOOP")[:3], "250")
+            self.assertEqual(smtp.cmd("QUIT")[:3], "221")
             # the session opened before the reloads: same listing, same bytes, same commands
+            self.assertIn("USER", old.capa())
             self.assertEqual(old.stat()[0], 3)
             self.assertEqual([old.retr(i)[1] for i in (1, 2, 3)], before)
             self.assertEqual(old.retr(2)[1], [b"Subject: two", b"", b"second"])
