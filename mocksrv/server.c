@@ -6,7 +6,11 @@
  *     cannot be fully bound binds nothing (no half-started server).
  *   - A session's coroutine owns its connection; the server only wakes it to stop it.
  *   - A message is on disk (spool files renamed into place) before ms_server_add_message
- *     returns OK, so the engine's success reply means the message is stored.
+ *     returns OK, so the engine's success reply means the message is stored; a message that
+ *     could not be spooled leaves no file. It is in the message list before its event.
+ *   - A client in a listener's backlog is accepted without another client connecting, even
+ *     after accept ran out of descriptors (a timer retries; a session's end hurries it).
+ *   - A replaced scenario lives exactly as long as the sessions that started with it.
  */
 #include "server.h"
 

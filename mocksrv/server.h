@@ -174,7 +174,9 @@ int ms_server_bind(struct ms_server *srv, struct mocksrv_error *err);
 void ms_server_begin_shutdown(struct ms_server *srv);
 void ms_server_unbind(struct ms_server *srv);
 /* Re-reads the scenario (file or string) and rebuilds the store; listeners and sessions stay.
- * On error the previous state is kept. Loop thread only. */
+ * The old store is destroyed at once; open sessions go on with the scenario they started with,
+ * which is destroyed when the last of them ends. On error the previous state is kept. Loop
+ * thread only. */
 int ms_server_reload(struct ms_server *srv, struct mocksrv_error *err);
 /* Frees the scenario, the store and the replaced scenarios (after the loop is destroyed). */
 void ms_server_free_model(struct ms_server *srv);
