@@ -246,7 +246,7 @@ expect_remember(struct expect_entry *x, const char *line, size_t len)
 void
 ms_expect_session_start(struct ms_session *s)
 {
-    struct ms_scenario *sc = s->srv->sc;
+    struct ms_scenario *sc = s->faults_sc; /* the session's: kept alive while it runs */
     size_t n = sc->expect.n_entries;
     s->expect = NULL;
     if (!n)

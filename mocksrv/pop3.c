@@ -704,7 +704,7 @@ ms_pop3_session(struct ms_session *s)
     struct pop3 p = {
         .s = s,
         .srv = s->srv,
-        .sc = s->srv->sc,
+        .sc = s->faults_sc, /* the scenario the session started with */
         .c = &s->conn,
     };
     const struct ms_scenario *sc = p.sc;

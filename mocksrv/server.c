@@ -6,7 +6,11 @@
  *     cannot be fully bound binds nothing (no half-started server).
  *   - A session's coroutine owns its connection; the server only wakes it to stop it.
  *   - A message is on disk (spool files renamed into place) before ms_server_add_message
- *     returns OK, so the engine's success reply means the message is stored.
+ *     returns OK, so the engine's success reply means the message is stored; a message that
+ *     could not be spooled leaves no file. It is in the message list before its event.
+ *   - A client in a listener's backlog is accepted without another client connecting, even
+ *     after accept ran out of descriptors (a timer retries; a session's end hurries it).
+ *   - A replaced scenario lives exactly as long as the sessions that started with it.
  */
 #include "server.h"
 
@@ -92,14 +96,11 @@ server_msg_json(const struct ms_msg *m)
     return o;
 }
 
-/* Writes p to dir/name via a temporary file, fsync-free (tests, not durability), renamed. */
+/* Writes p to a new temporary file tmp (fsync-free: tests, not durability). On failure nothing
+ * is left behind. */
 static int
-server_write_file(const char *dir, const char *name, const char *p, size_t n,
-                  struct mocksrv_error *err)
+server_write_temp(const char *tmp, const char *p, size_t n, struct mocksrv_error *err)
 {
-    char tmp[4096], final[4096];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-    snprintf(final, sizeof final, "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(errno));
@@ -116,12 +117,58 @@ server_write_file(const char *dir, const char *name, const char *p, size_t n,
         }
         off += (size_t)w;
     }
-    if (close(fd) != 0 || rename(tmp, final) != 0) {
+    /* tmpfs and NFS may report ENOSPC only here */
+    if (close(fd) != 0) {
         int e = errno;
         unlink(tmp);
-        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", final, strerror(e));
+        return ms_error_set(err, MOCKSRV_EIO, "%s: %s", tmp, strerror(e));
     }
     return MOCKSRV_OK;
+}
+
+/* Spools m as NNNNNN.eml (the bytes) and NNNNNN.json (the envelope): both are written to
+ * temporary files first, then renamed, the .json last (a reader that sees the .json finds the
+ * .eml). Either both files appear or neither: on any failure what was written or renamed is
+ * removed, so a later message that takes the same number finds no file of this one. */
+static int
+server_spool(struct ms_server *srv, const struct ms_msg *m, struct mocksrv_error *err)
+{
+    char eml_tmp[4096], eml[4096], json_tmp[4096], json[4096];
+    snprintf(eml_tmp, sizeof eml_tmp, "%s/.%06u.eml.tmp", srv->spool_dir, m->id);
+    snprintf(eml, sizeof eml, "%s/%06u.eml", srv->spool_dir, m->id);
+    snprintf(json_tmp, sizeof json_tmp, "%s/.%06u.json.tmp", srv->spool_dir, m->id);
+    snprintf(json, sizeof json, "%s/%06u.json", srv->spool_dir, m->id);
+
+    json_t *env = server_msg_json(m);
+    char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(env);
+    size_t len = strlen(text);
+    text = ms_realloc(text, len + 2);
+    text[len++] = '\n';
+
+    int rc = server_write_temp(eml_tmp, m->blob->data, m->blob->len, err);
+    if (rc != MOCKSRV_OK)
+        goto done;
+    rc = server_write_temp(json_tmp, text, len, err);
+    if (rc != MOCKSRV_OK) {
+        unlink(eml_tmp);
+        goto done;
+    }
+    if (rename(eml_tmp, eml) != 0) {
+        rc = ms_error_set(err, MOCKSRV_EIO, "%s: %s", eml, strerror(errno));
+        unlink(eml_tmp);
+        unlink(json_tmp);
+        goto done;
+    }
+    if (rename(json_tmp, json) != 0) {
+        rc = ms_error_set(err, MOCKSRV_EIO, "%s: %s", json, strerror(errno));
+        unlink(eml);
+        unlink(json_tmp);
+        goto done;
+    }
+done:
+    free(text);
+    return rc;
 }
 
 /* smtp.deliver: the message lands in the INBOX of every recipient who is a user (by name or
@@ -156,21 +203,9 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
 {
     m->id = ++srv->next_msg_id;
     if (srv->spool_dir) {
-        char name[64];
-        snprintf(name, sizeof name, "%06u.eml", m->id);
-        int rc = server_write_file(srv->spool_dir, name, m->blob->data, m->blob->len, err);
-        if (rc == MOCKSRV_OK) {
-            json_t *env = server_msg_json(m);
-            char *text = json_dumps(env, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            json_decref(env);
-            size_t len = strlen(text);
-            text = ms_realloc(text, len + 2);
-            text[len++] = '\n';
-            snprintf(name, sizeof name, "%06u.json", m->id);
-            rc = server_write_file(srv->spool_dir, name, text, len, err);
-            free(text);
-        }
+        int rc = server_spool(srv, m, err);
         if (rc != MOCKSRV_OK) {
+            /* nothing of it is on disk: the next message takes the number */
             srv->next_msg_id--;
             ms_log_error(&srv->events, "spool: %s", err ? err->message : "write failed");
             ms_msg_free(m);
@@ -178,8 +213,17 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
         }
         m->spool_path = ms_asprintf("%s/%06u.eml", srv->spool_dir, m->id);
     }
-
     json_t *delivered = server_deliver(srv, m);
+
+    /* In the list before its event: a callback of the event finds it (mocksrv_message_get).
+     * From here m is shared with other threads, which only read it; so does this thread. The
+     * lock is released before the event, whose callback may take it. */
+    pthread_mutex_lock(&srv->lock);
+    ms_grow((void **)&srv->msgs, &srv->cap_msgs, srv->n_msgs + 1, sizeof *srv->msgs);
+    srv->msgs[srv->n_msgs++] = m;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+
     json_t *ev = ms_event_new(&srv->events, "message", m->session, m->listener);
     json_t *body = server_msg_json(m);
     json_object_set_new(body, "delivered_to", delivered);
@@ -194,12 +238,6 @@ ms_server_add_message(struct ms_server *srv, struct ms_msg *m, struct mocksrv_er
     json_object_update(ev, body);
     json_decref(body);
     ms_event_emit(&srv->events, ev);
-
-    pthread_mutex_lock(&srv->lock);
-    ms_grow((void **)&srv->msgs, &srv->cap_msgs, srv->n_msgs + 1, sizeof *srv->msgs);
-    srv->msgs[srv->n_msgs++] = m;
-    pthread_cond_broadcast(&srv->cond);
-    pthread_mutex_unlock(&srv->lock);
     return MOCKSRV_OK;
 }
 
@@ -260,6 +298,8 @@ session_tap(void *arg, char dir, const char *p, size_t n)
 }
 
 static void server_check_exit(struct ms_server *srv);
+static void server_collect_retired(struct ms_server *srv);
+static void server_accept_soon(struct ms_server *srv);
 
 static void
 session_main(void *arg)
@@ -335,6 +375,9 @@ done:
     srv->n_open--;
     srv->n_ended++;
     srv->last_activity = ms_now();
+    if (srv->n_retired_sc)
+        server_collect_retired(srv); /* this session may have been the last on an old scenario */
+    server_accept_soon(srv);
     server_check_exit(srv);
 }
 
@@ -358,21 +401,87 @@ server_format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
     }
 }
 
+/* Retry interval of an accept that failed for want of resources, and the interval between two
+ * logs of such failures. */
+#define SERVER_ACCEPT_RETRY_MS 20
+#define SERVER_ACCEPT_LOG_MS 10000
+
+static void server_accept(struct ms_listener *l);
+
 static void
-server_on_accept(void *arg, uint32_t events)
+server_on_accept_retry(void *arg, uint32_t events)
 {
     struct ms_listener *l = arg;
-    struct ms_server *srv = l->srv;
     (void)events;
+    l->retry_timer = 0;
+    if (!l->srv->stopping && l->fd >= 0)
+        server_accept(l);
+}
+
+/* accept failed with e: connections stay in the backlog. The listener is edge-triggered, so
+ * nothing would call us for them until another client connects: a timer retries. EMFILE and
+ * ENFILE clear up when sessions end (server_accept_soon), ENOBUFS and ENOMEM by themselves. The
+ * error is logged at most every SERVER_ACCEPT_LOG_MS with the count of those not logged. */
+static void
+server_accept_failed(struct ms_listener *l, int e)
+{
+    struct ms_server *srv = l->srv;
+    int64_t now = ms_now();
+    if (l->failure_log_ms == 0 || now - l->failure_log_ms >= SERVER_ACCEPT_LOG_MS) {
+        if (l->failures_quiet)
+            ms_log_error(&srv->events,
+                         "accept on %s: %s (%u more times since the last report); the waiting "
+                         "clients are accepted as descriptors free up",
+                         l->name, strerror(e), l->failures_quiet);
+        else
+            ms_log_error(&srv->events,
+                         "accept on %s: %s; the waiting clients are accepted as descriptors free "
+                         "up",
+                         l->name, strerror(e));
+        l->failure_log_ms = now;
+        l->failures_quiet = 0;
+    } else {
+        l->failures_quiet++;
+    }
+    if (!l->retry_timer)
+        l->retry_timer =
+            ms_loop_timer_add(srv->loop, now + SERVER_ACCEPT_RETRY_MS, server_on_accept_retry, l);
+}
+
+/* A session ended and freed its descriptor: listeners waiting for one retry now (from the loop,
+ * not from the ending session's coroutine). */
+static void
+server_accept_soon(struct ms_server *srv)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct ms_listener *l = &srv->listeners[i];
+        if (!l->retry_timer)
+            continue;
+        ms_loop_timer_cancel(srv->loop, l->retry_timer);
+        l->retry_timer = ms_loop_timer_add(srv->loop, ms_now(), server_on_accept_retry, l);
+    }
+}
+
+/* Accepts until the backlog is empty (edge-triggered: until EAGAIN) or accept fails. */
+static void
+server_accept(struct ms_listener *l)
+{
+    struct ms_server *srv = l->srv;
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            /* accept(2): a connection that went away, or a network error of the pending
+             * connection (Linux passes those on): on to the next */
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == ENETDOWN ||
+                e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
+                e == EOPNOTSUPP || e == ENETUNREACH)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                ms_log_error(&srv->events, "accept on %s: %s", l->name, strerror(errno));
+            server_accept_failed(l, e);
             return;
         }
         if (srv->stopping) {
@@ -397,6 +506,16 @@ server_on_accept(void *arg, uint32_t events)
         srv->n_open++;
         s->co = ms_loop_spawn(srv->loop, session_main, s, 0);
     }
+}
+
+static void
+server_on_accept(void *arg, uint32_t events)
+{
+    struct ms_listener *l = arg;
+    (void)events;
+    if (l->retry_timer)
+        return; /* out of descriptors: the retry comes */
+    server_accept(l);
 }
 
 /* ---- lifecycle ---- */
@@ -453,6 +572,9 @@ server_close_listeners(struct ms_server *srv)
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct ms_listener *l = &srv->listeners[i];
+        if (l->retry_timer)
+            ms_loop_timer_cancel(srv->loop, l->retry_timer);
+        l->retry_timer = 0;
         if (l->watch)
             ms_io_close(&l->watch);
         if (l->fd >= 0)
@@ -706,6 +828,26 @@ fail:
 
 /* ---- model: scenario and store, reload ---- */
 
+/* Destroys the replaced scenarios that no open session uses any more. */
+static void
+server_collect_retired(struct ms_server *srv)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < srv->n_retired_sc; i++) {
+        struct ms_scenario *sc = srv->retired_sc[i];
+        int used = 0;
+        for (struct ms_session *s = srv->sessions; s && !used; s = s->next)
+            used = s->faults_sc == sc;
+        if (used)
+            srv->retired_sc[keep++] = sc;
+        else
+            ms_scenario_destroy(&sc);
+    }
+    srv->n_retired_sc = keep;
+}
+
+/* The scenario and store are replaced: the store goes now, the scenario when no session uses
+ * it. */
 static void
 server_retire(struct ms_server *srv)
 {
@@ -713,29 +855,23 @@ server_retire(struct ms_server *srv)
         srv->retired_sc =
             ms_realloc(srv->retired_sc, (srv->n_retired_sc + 1) * sizeof *srv->retired_sc);
         srv->retired_sc[srv->n_retired_sc++] = srv->sc;
+        srv->sc = NULL;
     }
-    if (srv->store) {
-        srv->retired_st =
-            ms_realloc(srv->retired_st, (srv->n_retired_st + 1) * sizeof *srv->retired_st);
-        srv->retired_st[srv->n_retired_st++] = srv->store;
-    }
-    srv->sc = NULL;
-    srv->store = NULL;
+    ms_store_destroy(&srv->store);
+    server_collect_retired(srv);
 }
 
 void
 ms_server_free_model(struct ms_server *srv)
 {
-    server_retire(srv);
+    /* the loop is gone: no session runs any more, whatever the list says */
+    ms_scenario_destroy(&srv->sc);
+    ms_store_destroy(&srv->store);
     for (size_t i = 0; i < srv->n_retired_sc; i++)
         ms_scenario_destroy(&srv->retired_sc[i]);
-    for (size_t i = 0; i < srv->n_retired_st; i++)
-        ms_store_destroy(&srv->retired_st[i]);
+    srv->n_retired_sc = 0;
     free(srv->retired_sc);
-    free(srv->retired_st);
     srv->retired_sc = NULL;
-    srv->retired_st = NULL;
-    srv->n_retired_sc = srv->n_retired_st = 0;
 }
 
 int

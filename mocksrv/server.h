@@ -36,6 +36,11 @@ struct ms_listener {
     int fd;
     struct ms_io *watch;
     unsigned sessions; /* accepted on this listener */
+    /* accept failed for want of descriptors or memory: the clients wait in the backlog, which
+     * no new edge of the listener announces; a timer retries (sooner when a session ends) */
+    uint64_t retry_timer;    /* 0: not armed */
+    int64_t failure_log_ms;  /* when the last failure was logged (ms_now), 0: never */
+    unsigned failures_quiet; /* failures since, not logged */
 };
 
 /* Why a session ended (session.close "reason"). */
@@ -61,8 +66,11 @@ struct ms_session {
     unsigned bad_commands;
     int tls;          /* the connection is encrypted */
     char *tls_client; /* subject of the client certificate, or NULL */
-    /* faults: the rules this session started with, its counters, what waits for its reply */
+    /* the scenario this session started with (ms_fault_session_start): its rules, settings,
+     * users and script, for the whole session; a reload does not change a dialogue in progress.
+     * A replaced scenario stays alive while a session points to it (server.c) */
     struct ms_scenario *faults_sc;
+    /* faults: the session's counters, what waits for its reply */
     struct ms_fault_sess *fault;
     struct ms_fault_actions pending;
     int fault_closed; /* a close action ended the connection: the engine stops */
@@ -106,12 +114,12 @@ struct ms_server {
     char *scenario_text;    /* or the string it came from */
     size_t scenario_len;
     char *scenario_name;
-    /* replaced scenarios and stores: sessions may still point into them, so they live until
-     * the server is freed (reloads are rare) */
+    /* scenarios replaced by a reload that open sessions still use (their faults_sc): each is
+     * destroyed when the last session that uses it ends. A replaced store is destroyed at once:
+     * no session keeps a pointer into the store across a wait (POP3 holds blob references and
+     * looks its account up by name in srv->store at each use) */
     struct ms_scenario **retired_sc;
     size_t n_retired_sc;
-    struct ms_store **retired_st;
-    size_t n_retired_st;
     int ephemeral;
     char *bind_host;
     uint64_t seed;
@@ -166,9 +174,11 @@ int ms_server_bind(struct ms_server *srv, struct mocksrv_error *err);
 void ms_server_begin_shutdown(struct ms_server *srv);
 void ms_server_unbind(struct ms_server *srv);
 /* Re-reads the scenario (file or string) and rebuilds the store; listeners and sessions stay.
- * On error the previous state is kept. Loop thread only. */
+ * The old store is destroyed at once; open sessions go on with the scenario they started with,
+ * which is destroyed when the last of them ends. On error the previous state is kept. Loop
+ * thread only. */
 int ms_server_reload(struct ms_server *srv, struct mocksrv_error *err);
-/* Frees the scenario, the store and everything retired. */
+/* Frees the scenario, the store and the replaced scenarios (after the loop is destroyed). */
 void ms_server_free_model(struct ms_server *srv);
 
 /* Records an accepted message: spool files written and renamed, list updated, event emitted.

@@ -138,7 +138,8 @@ enum ms_sasl_outcome
 ms_session_sasl(struct ms_session *s, unsigned mech, const char *initial, const char *prefix,
                 size_t line_limit, const struct ms_user **user_r, int *rc_r)
 {
-    const struct ms_scenario *sc = s->srv->sc;
+    /* the session's scenario: the exchange waits for the client, a reload may come meanwhile */
+    const struct ms_scenario *sc = s->faults_sc;
     struct ms_sasl *sasl = ms_sasl_create(mech, sc->hostname, s->srv->seed ^ s->id);
     const char *challenge = NULL;
     enum ms_sasl_outcome out;

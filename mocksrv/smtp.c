@@ -1067,7 +1067,7 @@ ms_smtp_session(struct ms_session *s)
     struct smtp sm = {
         .s = s,
         .srv = s->srv,
-        .sc = s->srv->sc,
+        .sc = s->faults_sc, /* the scenario the session started with */
         .c = &s->conn,
         .lmtp = s->listener->protocol == MS_PROTO_LMTP,
     };
