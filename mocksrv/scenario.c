@@ -10,13 +10,13 @@
  * and we could not say where the alias was. Aliases are rejected at their position instead.
  *
  * Not here: TLS, sockets, building the mail store. Paths (tls.cert ...) are resolved against
- * the scenario's directory but never opened; the module that uses a file reports its errors.
- * The exception is a message's `file:`, read at load time so that a missing file is an error
- * with its position (store.c then only copies bytes). Keys of later stages (the fault action
- * tls) are errors that say so, never silently ignored: a scenario is either understood
- * completely or refused. A script listener's steps (listeners.*.script, SPEC 3.4) become
- * struct ms_script_step (scenario.h) here; script.c runs them. `faults:` becomes struct
- * ms_faults (fault.h) here; which rule fires is fault.c's business; `expect:` becomes struct
+ * the scenario's directory. Files are read at load time so that a bad one is an error with its
+ * position: a message's `file:` (store.c then only copies bytes), and tls.cert, tls.key and
+ * tls.client_ca, which tls.c checks (ms_tls_check_files: PEM, a certificate, a matching key). Keys
+ * of later stages (the fault action tls) are errors that say so, never silently ignored: a scenario
+ * is either understood completely or refused. A script listener's steps (listeners.*.script,
+ * SPEC 3.4) become struct ms_script_step (scenario.h) here; script.c runs them. `faults:` becomes
+ * struct ms_faults (fault.h) here; which rule fires is fault.c's business; `expect:` becomes struct
  * ms_expects (scenario.h), checked by expect.c.
  *
  * The other direction is here too: ms_scenario_format_state writes a store back as a scenario
@@ -48,6 +48,7 @@
 #include <yaml.h>
 
 #include "store.h"
+#include "tls.h"
 
 #define SCENARIO_MAX_DEPTH 64         /* nesting of mappings and lists */
 #define SCENARIO_MAX_FILE (64u << 20) /* bytes of a scenario file */
@@ -1371,18 +1372,51 @@ scenario_parse_capabilities(struct scenario_ctx *ctx, const struct scenario_node
                                 &imap->n_capabilities);
 }
 
+/* Whether path names nothing (ENOENT, ENOTDIR); any other problem is found by reading it. */
+static int
+scenario_missing(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
 static int
 scenario_check_tls(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,
                    void *base)
 {
     struct ms_tls_conf *tls = base;
     char kpath[SCENARIO_PATH_MAX];
-    if (!tls->cert == !tls->key)
+    if (!tls->cert != !tls->key) {
+        const struct scenario_node *key = scenario_map_get(map, tls->cert ? "cert" : "key");
+        ms_assert(key);
+        scenario_path_key(kpath, path, key);
+        return scenario_fail(ctx, key->pos, kpath, "needs tls.%s too", tls->cert ? "key" : "cert");
+    }
+    /* Read now, so that a file that is not PEM, a certificate file without a certificate or
+     * a key that does not match is refused here with its position, not at the first
+     * handshake (issue 10). A file that does not exist yet is left to the start, which
+     * refuses it (ms_tls_ctx_create): it may be made after the check, as the build makes
+     * certs/, and a scenario that names files elsewhere still loads for what it says. The
+     * files of an embedded scenario are not on disk: they are checked at start too. */
+    if (ctx->embedded_dir)
         return MOCKSRV_OK;
-    const struct scenario_node *key = scenario_map_get(map, tls->cert ? "cert" : "key");
+    struct ms_tls_options opt = {0};
+    if (tls->cert && !scenario_missing(tls->cert) && !scenario_missing(tls->key)) {
+        opt.cert = tls->cert;
+        opt.key = tls->key;
+    }
+    if (tls->client_ca && !scenario_missing(tls->client_ca))
+        opt.client_ca = tls->client_ca;
+    if (!opt.cert && !opt.client_ca)
+        return MOCKSRV_OK;
+    struct mocksrv_error why = {0};
+    enum ms_tls_file bad = MS_TLS_FILE_CERT;
+    if (ms_tls_check_files(&opt, &bad, &why) == MOCKSRV_OK)
+        return MOCKSRV_OK;
+    const struct scenario_node *key = scenario_map_get(map, ms_tls_file_key(bad));
     ms_assert(key);
     scenario_path_key(kpath, path, key);
-    return scenario_fail(ctx, key->pos, kpath, "needs tls.%s too", tls->cert ? "key" : "cert");
+    return scenario_fail(ctx, key->pos, kpath, "%s", why.message);
 }
 
 /* One table row per key: F_<kind>(key, struct, field, ...). */
