@@ -240,6 +240,7 @@ struct ms_message_conf {
     /* additions */
     int exact;             /* `exact: true`: no LF -> CRLF conversion of a file or raw */
     struct ms_pos src_pos; /* of the file, raw or generate value (size checks, messages) */
+    struct ms_pos gen_pos; /* of the generate key (the memory check) */
 };
 
 struct ms_mailbox_conf {
