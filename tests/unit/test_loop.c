@@ -826,6 +826,10 @@ START_TEST(test_stack_that_cannot_be_mapped_waits)
     ck_assert_int_eq(getrlimit(RLIMIT_AS, &saved), 0);
     rl = saved;
     rl.rlim_cur = mapped_bytes() + 32 * 1024; /* less than a 64KiB stack and its guard page */
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < rl.rlim_cur) {
+        ms_loop_destroy(&loop);
+        return; /* a hard limit below what we use already: nothing to lower */
+    }
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
     for (int i = 0; i < 3; i++)
         ck_assert_int_ge(ms_loop_step(loop, 0), 0);
