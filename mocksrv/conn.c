@@ -420,7 +420,11 @@ ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
     /* RFC 3207 4.2, RFC 2595 3.1: plaintext sent after the command is not part of the
      * encrypted session (the STARTTLS command injection class of bugs). */
     ms_conn_discard_input(c);
-    c->tls = ms_tls_create(ctx);
+    c->tls = ms_tls_create(ctx, reason_r);
+    if (!c->tls) {
+        c->failed = 1; /* no handshake can start: the session ends, the server goes on */
+        return MOCKSRV_ETLS;
+    }
     if (o->stop != MS_CONN_TLS_COMPLETE || o->delay_ms > 0) {
         /* the ClientHello is read here, so that the stop or the delay comes after it */
         rc = conn_read_record(c, deadline);

@@ -181,13 +181,14 @@ coro_cache_take(struct ms_coro *co)
     return 0;
 }
 
-void
+int
 ms_coro_resume(struct ms_coro *co)
 {
     ms_assert(co->state == CORO_CREATED || co->state == CORO_SUSPENDED);
     if (co->state == CORO_CREATED) {
-        if (!coro_cache_take(co))
-            ms_stack_init(&co->stack, co->stack_size);
+        /* a stack that cannot be mapped is a resource limit, not a bug: the caller decides */
+        if (!coro_cache_take(co) && ms_stack_init(&co->stack, co->stack_size) != MOCKSRV_OK)
+            return MOCKSRV_ENOMEM;
         ms_ctx_init(&co->ctx, co->stack.lo, co->stack.size, coro_entry, co);
     }
     co->caller = coro_current;
@@ -202,6 +203,7 @@ ms_coro_resume(struct ms_coro *co)
     __sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
 #endif
     /* co yielded or finished; either way it has set coro_current back to co->caller. */
+    return MOCKSRV_OK;
 }
 
 void

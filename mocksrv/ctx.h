@@ -59,9 +59,10 @@ struct ms_stack {
 };
 
 /* Maps a stack of at least size usable bytes (rounded up to pages, at least two pages) with a
- * guard page below. Untouched pages cost no resident memory (MAP_NORESERVE). Aborts when the
- * mapping fails (out of memory, or the process ran out of mappings). */
-void ms_stack_init(struct ms_stack *st, size_t size);
+ * guard page below. Untouched pages cost no resident memory (MAP_NORESERVE). Returns
+ * MOCKSRV_ENOMEM, *st untouched and errno set, when the mapping fails (a resource limit:
+ * memory, RLIMIT_AS, vm.max_map_count), which the caller must survive. */
+int ms_stack_init(struct ms_stack *st, size_t size);
 /* Unmaps the stack (which must not be the one running) and zeroes *st. No-op when unmapped. */
 void ms_stack_fini(struct ms_stack *st);
 /* The system page size. */

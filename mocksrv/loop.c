@@ -16,7 +16,8 @@
  *     the loop is stopping; otherwise it blocks until the nearest timer or the caller's timeout.
  *   - A task (the loop's record of a spawned coroutine) is in exactly one state: READY (in the
  *     ready queue, or in the batch being run), RUNNING (on the CPU), or BLOCKED (waiting for an
- *     io event, its deadline timer or ms_loop_wake). Only BLOCKED tasks are woken; waking one
+ *     io event, its deadline timer or ms_loop_wake; or, never started, for a stack: the mmap
+ *     failed, and a timer retries it). Only BLOCKED tasks are woken; waking one
  *     removes it from its io's waiter list and cancels its deadline timer, so it is woken once.
  *   - A ready pass runs only the tasks that were ready when it started: a coroutine that calls
  *     ms_co_yield_now runs again in the next pass, after the loop has looked at epoll.
@@ -68,6 +69,7 @@ struct loop_task {
     enum task_state state;
     int result;                    /* what the blocking call returns once woken */
     int cancel_pending;            /* woken while not blocked: the next block returns at once */
+    int starved;                   /* not started: its stack could not be mapped (BLOCKED) */
     struct loop_task *next_ready;  /* ready queue */
     struct loop_task *prev, *next; /* all live tasks */
 
@@ -102,6 +104,8 @@ struct loop_timer {
 
 /* Stacks kept for reuse: enough for a burst of short sessions, a few MiB of address space. */
 #define LOOP_STACK_CACHE 64
+/* A coroutine whose stack cannot be mapped tries again after this long. */
+#define LOOP_STACK_RETRY_MS 100
 
 struct ms_loop {
     int epfd;
@@ -115,6 +119,7 @@ struct ms_loop {
     /* coroutines */
     struct loop_task *tasks; /* all live tasks */
     size_t ntasks;
+    size_t starved; /* times a task could not get a stack (ms_loop_stack_failures) */
     struct loop_task *ready_head, *ready_tail;
 
     /* fds */
@@ -363,8 +368,22 @@ loop_task_free(struct ms_loop *loop, struct loop_task *t)
 static void
 loop_task_run(struct ms_loop *loop, struct loop_task *t)
 {
+    if (t->starved && t->result == MOCKSRV_ECANCELED)
+        t->cancel_pending = 1; /* woken while it waited for a stack: its first block returns */
+    t->starved = 0;
     t->state = TASK_RUNNING;
-    ms_coro_resume(t->co);
+    if (ms_coro_resume(t->co) != MOCKSRV_OK) {
+        /* Its stack could not be mapped (memory, RLIMIT_AS, vm.max_map_count: a resource
+         * limit, not a bug). It has not started: it waits, BLOCKED like a sleeper, and tries
+         * again in LOOP_STACK_RETRY_MS, when stacks of finished coroutines may be back. Its
+         * client waits as behind a full accept queue; the process goes on. */
+        t->starved = 1;
+        t->result = MOCKSRV_OK;
+        t->state = TASK_BLOCKED;
+        t->timer_id = ms_loop_timer_add(loop, ms_now() + LOOP_STACK_RETRY_MS, loop_task_timeout, t);
+        loop->starved++;
+        return;
+    }
     if (ms_coro_finished(t->co)) {
         /* Back on the loop's stack: the coroutine's stack can go. */
         ms_assert(t->wait_io == NULL && t->timer_id == 0);
@@ -607,13 +626,15 @@ ms_loop_step(struct ms_loop *loop, int timeout_ms)
     return n;
 }
 
-void
+int
 ms_loop_run(struct ms_loop *loop)
 {
     while (!loop->stop) {
-        if (ms_loop_step(loop, -1) < 0)
-            ms_die("epoll_wait failed: %s", strerror(errno));
+        int rc = ms_loop_step(loop, -1);
+        if (rc < 0)
+            return rc; /* epoll_wait failed (errno): the caller decides, the loop is intact */
     }
+    return MOCKSRV_OK;
 }
 
 void
@@ -665,6 +686,12 @@ size_t
 ms_loop_coro_count(const struct ms_loop *loop)
 {
     return loop->ntasks;
+}
+
+size_t
+ms_loop_stack_failures(const struct ms_loop *loop)
+{
+    return loop->starved;
 }
 
 /* ---- fds ---- */

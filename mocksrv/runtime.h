@@ -32,15 +32,18 @@ struct ms_coro;
 /* Creates a coroutine that will run fn(arg) on a stack of stack_size bytes (0 = default; rounded
  * up to pages, at least two, plus one PROT_NONE guard page below it) when first resumed. The
  * stack is mapped by the first ms_coro_resume, so a created-but-unstarted coroutine costs only
- * its small struct. Aborts on out of memory (here or at the first resume). */
+ * its small struct. Aborts when malloc fails; a stack that cannot be mapped is an error of the
+ * first resume. */
 struct ms_coro *ms_coro_create(ms_coro_fn *fn, void *arg, size_t stack_size);
 /* Frees a coroutine that has finished, has never been started, or is suspended (its stack is
  * then unmapped without unwinding: nothing on it is released). Never the running one, nor one
  * of the coroutines that resumed it. Sets *co to NULL. */
 void ms_coro_destroy(struct ms_coro **co);
 /* Switches from the caller (the loop or any non-coroutine code, or another coroutine) into co
- * until co yields or returns. */
-void ms_coro_resume(struct ms_coro *co);
+ * until co yields or returns, and returns MOCKSRV_OK. The first resume maps the stack: when
+ * that fails (ms_stack_init: memory, vm.max_map_count) it returns MOCKSRV_ENOMEM at once and
+ * co stays not started, to be resumed again later or destroyed. */
+int ms_coro_resume(struct ms_coro *co);
 /* From inside a coroutine: switch back to whoever resumed it. */
 void ms_coro_yield(void);
 /* The running coroutine, or NULL when called outside any coroutine. */
@@ -87,8 +90,9 @@ int ms_loop_timeout(const struct ms_loop *loop);
  * Returns the number of things dispatched, or a negative MOCKSRV code. */
 int ms_loop_step(struct ms_loop *loop, int timeout_ms);
 /* Steps until ms_loop_stop is called (from a coroutine or callback of this loop). The stop is
- * sticky: ms_loop_run returns at once on a stopped loop. */
-void ms_loop_run(struct ms_loop *loop);
+ * sticky: ms_loop_run returns at once on a stopped loop. Returns MOCKSRV_OK once stopped, or
+ * MOCKSRV_ESYS (errno set) when epoll_wait fails, which only a bad descriptor can cause. */
+int ms_loop_run(struct ms_loop *loop);
 void ms_loop_stop(struct ms_loop *loop);
 int ms_loop_stopped(const struct ms_loop *loop);
 
@@ -101,6 +105,10 @@ struct ms_coro *ms_loop_spawn(struct ms_loop *loop, ms_coro_fn *fn, void *arg, s
 void ms_loop_wake(struct ms_loop *loop, struct ms_coro *co);
 /* Number of live coroutines spawned by this loop. */
 size_t ms_loop_coro_count(const struct ms_loop *loop);
+/* How many times a spawned coroutine could not get its stack (the mmap failed: memory,
+ * RLIMIT_AS, vm.max_map_count). Such a coroutine does not start: it waits and tries again
+ * every 100 ms; an ms_loop_wake meanwhile cancels its first blocking call. */
+size_t ms_loop_stack_failures(const struct ms_loop *loop);
 
 /* Registers fd (already non-blocking) for coroutine I/O. Returns a handle, or NULL with errno
  * set when epoll refuses the fd (e.g. a regular file). Close the handle before the fd. */

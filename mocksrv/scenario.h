@@ -69,7 +69,10 @@
  * \Recent is the server's; anything else is a keyword, an IMAP atom), date (INTERNALDATE),
  * uid (1 .. 2^32-2; given UIDs ascend strictly in file order, a message without one takes the
  * next; generate's uid is its first) and exact (true: no LF -> CRLF conversion). A file or raw
- * message, and a generate size, must not exceed limits.message_size. A user without mailboxes
+ * message, and a generate size, must not exceed limits.message_size. All the messages of a
+ * scenario together: at most 10 million, and at most half of the smallest of physical memory,
+ * RLIMIT_AS and the cgroup's memory.max in the estimate of scenario_check_memory (a generated
+ * message: max(size, 1KiB) + size/8 + 1KiB + 256 bytes). A user without mailboxes
  * has an INBOX; a user whose mailboxes do not list INBOX gets one first.
  *
  * Defaults: version 1, no seed, hostname "localhost", listeners: only "smtp" on 3025 with
@@ -240,6 +243,7 @@ struct ms_message_conf {
     /* additions */
     int exact;             /* `exact: true`: no LF -> CRLF conversion of a file or raw */
     struct ms_pos src_pos; /* of the file, raw or generate value (size checks, messages) */
+    struct ms_pos gen_pos; /* of the generate key (the memory check) */
 };
 
 struct ms_mailbox_conf {

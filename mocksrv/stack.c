@@ -39,7 +39,7 @@ ms_stack_page_size(void)
     return page > 0 ? (size_t)page : 4096;
 }
 
-void
+int
 ms_stack_init(struct ms_stack *st, size_t size)
 {
     size_t page = ms_stack_page_size();
@@ -53,10 +53,15 @@ ms_stack_init(struct ms_stack *st, size_t size)
     void *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
-        ms_die("out of memory (coroutine stack of %zu bytes: mmap: %s)", size, strerror(errno));
-    /* The guard page: any access below the usable part faults. */
-    if (mprotect(map, page, PROT_NONE) != 0)
-        ms_die("out of memory (coroutine stack guard page: mprotect: %s)", strerror(errno));
+        return MOCKSRV_ENOMEM;
+    /* The guard page: any access below the usable part faults. mprotect splits the mapping
+     * in two, which fails (ENOMEM) at vm.max_map_count. */
+    if (mprotect(map, page, PROT_NONE) != 0) {
+        int saved = errno;
+        munmap(map, map_size);
+        errno = saved;
+        return MOCKSRV_ENOMEM;
+    }
 
     st->map = map;
     st->map_size = map_size;
@@ -66,6 +71,7 @@ ms_stack_init(struct ms_stack *st, size_t size)
 #ifdef MS_HAVE_VALGRIND
     st->vg_id = VALGRIND_STACK_REGISTER(st->lo, (char *)st->lo + st->size);
 #endif
+    return MOCKSRV_OK;
 }
 
 void

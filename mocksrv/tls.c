@@ -19,7 +19,12 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -32,10 +37,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+/* The largest certificate, key or CA file read (a CA bundle of a few hundred certificates is
+ * well under a megabyte). */
+#define TLS_FILE_MAX (16u << 20)
+
 struct ms_tls_ctx {
-    SSL_CTX *ssl_ctx; /* built at create with --cert, else at the first handshake */
-    char *ca_file;    /* generated CA, or NULL */
-    char *ca_dir;     /* our private temporary directory, removed at destroy (or NULL) */
+    SSL_CTX *ssl_ctx;       /* built at create with --cert, else at the first handshake */
+    char build_error[1024]; /* why the lazy build of ssl_ctx failed (ms_tls_create) */
+    char *ca_file;          /* generated CA, or NULL */
+    char *ca_dir;           /* our private temporary directory, removed at destroy (or NULL) */
     /* the generated certificate until the SSL_CTX takes it */
     X509 *cert;
     EVP_PKEY *key;
@@ -71,6 +81,185 @@ tls_fail(struct mocksrv_error *err, const char *what)
     char reason[256];
     tls_reason(reason, sizeof reason, "unknown error");
     return ms_error_set(err, MOCKSRV_ETLS, "tls: %s: %s", what, reason);
+}
+
+/* ---- checking certificate files ---- */
+
+static const char *const tls_file_keys[] = {
+    [MS_TLS_FILE_CERT] = "cert",
+    [MS_TLS_FILE_KEY] = "key",
+    [MS_TLS_FILE_CLIENT_CA] = "client_ca",
+};
+
+const char *
+ms_tls_file_key(enum ms_tls_file which)
+{
+    return (size_t)which < MS_ARRAY_LEN(tls_file_keys) ? tls_file_keys[which] : "?";
+}
+
+/* The bytes of path, with err set when it cannot be read or is empty. */
+static int
+tls_read_file(const char *path, struct ms_buf *data, struct mocksrv_error *err)
+{
+    struct stat st;
+    /* O_NONBLOCK: a FIFO named by a scenario must not hang the loader */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return ms_error_set(err, MOCKSRV_ETLS, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ms_error_set(err, MOCKSRV_ETLS, "%s: not a regular file", path);
+    }
+    for (;;) {
+        ms_buf_reserve(data, 16384);
+        ssize_t n = read(fd, data->data + data->len, data->cap - data->len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || data->len + (size_t)MS_MAX(n, 0) > TLS_FILE_MAX) {
+            int rc = ms_error_set(err, MOCKSRV_ETLS, "%s: %s", path,
+                                  n < 0 ? strerror(errno) : "larger than 16MiB");
+            close(fd);
+            return rc;
+        }
+        if (n == 0)
+            break;
+        data->len += (size_t)n;
+    }
+    close(fd);
+    if (data->len == 0)
+        return ms_error_set(err, MOCKSRV_ETLS, "%s: empty file (expected PEM: -----BEGIN ...)",
+                            path);
+    return MOCKSRV_OK;
+}
+
+/* Why a file held no PEM object of the kind wanted: DER (it starts with an ASN.1 SEQUENCE)
+ * gets a hint, anything else OpenSSL's reason. */
+static int
+tls_not_pem(const char *path, const struct ms_buf *data, const char *what,
+            struct mocksrv_error *err)
+{
+    char reason[256];
+    tls_reason(reason, sizeof reason, "no PEM data");
+    if ((unsigned char)data->data[0] == 0x30)
+        return ms_error_set(err, MOCKSRV_ETLS,
+                            "%s: no PEM %s in it: this looks like DER (convert it with openssl "
+                            "x509 -inform der -in FILE -out FILE.pem)",
+                            path, what);
+    return ms_error_set(err, MOCKSRV_ETLS, "%s: no PEM %s in it (%s)", path, what, reason);
+}
+
+/* The certificates of a PEM file: at least one, each one well-formed. Returns the first one
+ * (or NULL with err set). */
+static X509 *
+tls_check_certs(const char *path, struct mocksrv_error *err)
+{
+    struct ms_buf data = {0};
+    X509 *first = NULL;
+    if (tls_read_file(path, &data, err) != MOCKSRV_OK)
+        goto out;
+    BIO *b = BIO_new_mem_buf(data.data, (int)data.len);
+    if (!b)
+        ms_die("out of memory (BIO)");
+    ERR_clear_error();
+    size_t n = 0;
+    for (X509 *x; (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL; n++) {
+        if (!first)
+            first = x;
+        else
+            X509_free(x);
+    }
+    BIO_free(b);
+    /* the loop ends on "no start line" after the last certificate; anything else is a
+     * certificate that did not parse */
+    unsigned long e = ERR_peek_last_error();
+    if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+        ERR_clear_error();
+        goto out;
+    }
+    X509_free(first);
+    first = NULL;
+    if (n > 0) {
+        char reason[256];
+        tls_reason(reason, sizeof reason, "unknown error");
+        ms_error_set(err, MOCKSRV_ETLS, "%s: certificate %zu does not parse: %s", path, n + 1,
+                     reason);
+    } else {
+        tls_not_pem(path, &data, "certificate", err);
+    }
+out:
+    ms_buf_fini(&data);
+    return first;
+}
+
+/* A passphrase is never asked for: a mock starts unattended. */
+static int
+tls_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+static int
+tls_check_key(const char *path, X509 *cert, const char *cert_path, struct mocksrv_error *err)
+{
+    struct ms_buf data = {0};
+    int rc = tls_read_file(path, &data, err);
+    if (rc != MOCKSRV_OK) {
+        ms_buf_fini(&data);
+        return rc;
+    }
+    BIO *b = BIO_new_mem_buf(data.data, (int)data.len);
+    if (!b)
+        ms_die("out of memory (BIO)");
+    ERR_clear_error();
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(b, NULL, tls_no_passphrase, NULL);
+    BIO_free(b);
+    if (!key && memmem(data.data, data.len, "ENCRYPTED", 9)) {
+        ERR_clear_error();
+        rc = ms_error_set(err, MOCKSRV_ETLS,
+                          "%s: the key is encrypted (mocksrv needs it without a passphrase)", path);
+    } else if (!key) {
+        rc = tls_not_pem(path, &data, "private key", err);
+    } else if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        rc = ms_error_set(err, MOCKSRV_ETLS, "%s: the key does not match the certificate of %s",
+                          path, cert_path);
+    }
+    EVP_PKEY_free(key);
+    ms_buf_fini(&data);
+    return rc;
+}
+
+int
+ms_tls_check_files(const struct ms_tls_options *opt, enum ms_tls_file *bad_r,
+                   struct mocksrv_error *err)
+{
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+    enum ms_tls_file bad = MS_TLS_FILE_CERT;
+    int rc = MOCKSRV_OK;
+    if (opt->cert) {
+        X509 *cert = tls_check_certs(opt->cert, err);
+        if (!cert) {
+            rc = MOCKSRV_ETLS;
+        } else {
+            /* the key may be in the certificate file (--cert without --key) */
+            bad = opt->key ? MS_TLS_FILE_KEY : MS_TLS_FILE_CERT;
+            rc = tls_check_key(opt->key ? opt->key : opt->cert, cert, opt->cert, err);
+            X509_free(cert);
+        }
+    }
+    if (rc == MOCKSRV_OK && opt->client_ca) {
+        bad = MS_TLS_FILE_CLIENT_CA;
+        X509 *ca = tls_check_certs(opt->client_ca, err);
+        rc = ca ? MOCKSRV_OK : MOCKSRV_ETLS;
+        X509_free(ca);
+    }
+    if (bad_r)
+        *bad_r = bad;
+    return rc;
 }
 
 /* ---- generated certificates ---- */
@@ -170,6 +359,55 @@ tls_p256_key(void)
     return key;
 }
 
+/* A directory name of ours, "mocksrv-PID-XXXXXX" (mkdtemp's six characters): its PID, else 0. */
+static pid_t
+tls_stale_pid(const char *name)
+{
+    if (strncmp(name, "mocksrv-", 8) != 0 || !isdigit((unsigned char)name[8]))
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long pid = strtol(name + 8, &end, 10);
+    if (errno || pid <= 0 || pid > INT_MAX || *end != '-' || strlen(end + 1) != 6)
+        return 0;
+    for (const char *p = end + 1; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            return 0;
+    return (pid_t)pid;
+}
+
+/* Removes the CA directories that processes killed before ms_tls_ctx_destroy left in tmp:
+ * mocksrv-PID-XXXXXX directories owned by our uid whose PID no longer exists. Only the file we
+ * write there (ca.pem) is removed, then the directory, which stays if anything else is inside;
+ * nothing is followed (a symbolic link is no directory of ours). A PID reused by another
+ * process keeps its directory until that process is gone too. */
+static void
+tls_sweep_stale(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    int dfd = dirfd(d);
+    uid_t uid = geteuid();
+    pid_t self = getpid();
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        pid_t pid = tls_stale_pid(e->d_name);
+        struct stat st;
+        if (pid == 0 || pid == self || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISDIR(st.st_mode) || st.st_uid != uid)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue; /* alive, or not ours to signal (EPERM): alive */
+        int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        unlinkat(sub, "ca.pem", 0);
+        close(sub);
+        unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
 static int
 tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mocksrv_error *err)
 {
@@ -201,7 +439,10 @@ tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mo
         ctx->ca_file = ms_strdup(opt->ca_out);
     } else {
         const char *tmp = getenv("TMPDIR");
-        char *dir = ms_asprintf("%s/mocksrv-%d-XXXXXX", tmp && *tmp ? tmp : "/tmp", getpid());
+        if (!tmp || !*tmp)
+            tmp = "/tmp";
+        tls_sweep_stale(tmp);
+        char *dir = ms_asprintf("%s/mocksrv-%d-XXXXXX", tmp, getpid());
         if (!mkdtemp(dir)) {
             rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s", dir,
                               strerror(errno));
@@ -275,8 +516,14 @@ ms_tls_ctx_create(const struct ms_tls_options *opt, struct ms_tls_ctx **ctx_r,
     int rc;
     ctx->min_version = opt->min_version;
     ctx->client_ca = opt->client_ca ? ms_strdup(opt->client_ca) : NULL;
-    if (opt->client_ca && access(opt->client_ca, R_OK) != 0) {
-        rc = ms_error_set(err, MOCKSRV_ETLS, "tls: %s: %s", opt->client_ca, strerror(errno));
+    /* Every file is read and checked now, so that a bad one stops the start instead of a
+     * handshake; a few microseconds (the SSL_CTX itself still waits, see tls_build_ssl_ctx). */
+    if ((rc = ms_tls_check_files(opt, NULL, err)) != MOCKSRV_OK) {
+        char msg[sizeof err->message];
+        if (err) {
+            snprintf(msg, sizeof msg, "%s", err->message);
+            ms_error_set(err, MOCKSRV_ETLS, "tls: %s", msg);
+        }
         goto fail;
     }
     if (opt->cert)
@@ -321,19 +568,35 @@ ms_tls_ctx_ca_file(const struct ms_tls_ctx *ctx)
 /* ---- sessions ---- */
 
 struct ms_tls *
-ms_tls_create(struct ms_tls_ctx *ctx)
+ms_tls_create(struct ms_tls_ctx *ctx, const char **reason_r)
 {
+    *reason_r = NULL;
     if (!ctx->ssl_ctx) {
+        /* The files were checked at create, but a client CA is read again here: it may have
+         * changed since. A failure costs this session, not the server; the next one tries
+         * again. */
         struct mocksrv_error err = {0};
-        if (tls_build_ssl_ctx(ctx, NULL, &err) != MOCKSRV_OK)
-            ms_die("%s", err.message); /* the generated certificate is always usable */
+        if (tls_build_ssl_ctx(ctx, NULL, &err) != MOCKSRV_OK) {
+            SSL_CTX_free(ctx->ssl_ctx);
+            ctx->ssl_ctx = NULL;
+            snprintf(ctx->build_error, sizeof ctx->build_error, "%s", err.message);
+            *reason_r = ctx->build_error;
+            return NULL;
+        }
     }
     struct ms_tls *tls = ms_calloc(1, sizeof *tls);
     tls->ssl = SSL_new(ctx->ssl_ctx);
     tls->in = BIO_new(BIO_s_mem());
     tls->out = BIO_new(BIO_s_mem());
-    if (!tls->ssl || !tls->in || !tls->out)
-        ms_die("out of memory (SSL_new)");
+    if (!tls->ssl || !tls->in || !tls->out) {
+        tls_reason(ctx->build_error, sizeof ctx->build_error, "SSL_new failed");
+        SSL_free(tls->ssl);
+        BIO_free(tls->in);
+        BIO_free(tls->out);
+        free(tls);
+        *reason_r = ctx->build_error;
+        return NULL;
+    }
     /* An empty input BIO means "wait for more", not end of file. */
     BIO_set_mem_eof_return(tls->in, -1);
     SSL_set_bio(tls->ssl, tls->in, tls->out);

@@ -10,6 +10,11 @@
  *   - Without a configured certificate, a throwaway CA and an ECDSA P-256 server certificate for
  *     the hostname, localhost, 127.0.0.1 and ::1 are generated with EVP; the CA certificate is
  *     written to a private temporary directory (removed by ms_tls_ctx_destroy) or to ca_out.
+ *     The directories of killed processes ($TMPDIR/mocksrv-PID-XXXXXX whose PID is gone) are
+ *     removed when the next one is made.
+ *   - The files (cert, key, client_ca) are read and checked at create (ms_tls_check_files);
+ *     with a generated certificate the SSL_CTX is built at the first handshake, which reads
+ *     client_ca again: a failure there fails that handshake (ms_tls_create), never the server.
  */
 #ifndef MS_TLS_H
 #define MS_TLS_H
@@ -31,14 +36,37 @@ struct ms_tls_options {
     const char *ca_out;    /* write the generated CA here instead of a temporary directory */
 };
 
+/* Which file of a certificate set is wrong (ms_tls_check_files). */
+enum ms_tls_file {
+    MS_TLS_FILE_CERT,
+    MS_TLS_FILE_KEY,
+    MS_TLS_FILE_CLIENT_CA,
+};
+/* The scenario key of a file: "cert", "key", "client_ca". */
+const char *ms_tls_file_key(enum ms_tls_file which);
+
+/* Reads the files opt names (cert, key, client_ca; NULL ones are skipped; the rest of opt is
+ * ignored) and checks them without building an SSL_CTX: cert holds PEM certificates, at least
+ * one, all well-formed; key (the cert file when key is NULL) a PEM private key without a
+ * passphrase that matches the first certificate; client_ca PEM certificates as cert. Returns
+ * MOCKSRV_OK, or MOCKSRV_ETLS with *bad_r (may be NULL) naming the file and err saying why
+ * ("/x/ca.der: no PEM certificate in it: this looks like DER ..."). A few microseconds for
+ * small files; nothing is kept. */
+int ms_tls_check_files(const struct ms_tls_options *opt, enum ms_tls_file *bad_r,
+                       struct mocksrv_error *err);
+
+/* Checks the files (ms_tls_check_files) and makes the context; MOCKSRV_ETLS / MOCKSRV_EIO with
+ * err ("tls: ...") when a file is bad or the CA cannot be written. */
 int ms_tls_ctx_create(const struct ms_tls_options *opt, struct ms_tls_ctx **ctx_r,
                       struct mocksrv_error *err);
 void ms_tls_ctx_destroy(struct ms_tls_ctx **ctx);
 /* The CA file clients should trust (generated certificates), or NULL with --cert. */
 const char *ms_tls_ctx_ca_file(const struct ms_tls_ctx *ctx);
 
-/* A server-side TLS session for one connection. */
-struct ms_tls *ms_tls_create(struct ms_tls_ctx *ctx);
+/* A server-side TLS session for one connection, or NULL when the context cannot be built (the
+ * lazy SSL_CTX of a generated certificate: a client_ca changed since start) or SSL_new fails:
+ * *reason_r says why (borrowed from ctx, valid until the next ms_tls_create on it). */
+struct ms_tls *ms_tls_create(struct ms_tls_ctx *ctx, const char **reason_r);
 void ms_tls_destroy(struct ms_tls **tls);
 
 /* Results of the stepping functions. */

@@ -191,7 +191,7 @@ class TlsCliTest(unittest.TestCase):
 
     def test_unusable_certificate_files(self):
         cases = [("mismatched key", ["--cert", cert("server.pem"), "--key", cert("client.key")],
-                  "key values mismatch"),
+                  "does not match the certificate"),
                  ("missing file", ["--cert", os.path.join(self.tmpdir, "nope.pem"),
                                    "--key", cert("server.key")], "nope.pem"),
                  ("key without cert", ["--key", cert("server.key")], "--key needs --cert")]

@@ -315,14 +315,14 @@ START_TEST(test_stack_rounding_and_guard)
 {
     size_t page = ms_stack_page_size();
     struct ms_stack st;
-    ms_stack_init(&st, 1000);
+    ck_assert_int_eq(ms_stack_init(&st, 1000), MOCKSRV_OK);
     ck_assert_uint_eq(st.size, 2 * page); /* at least two pages */
     ck_assert_uint_eq((uintptr_t)st.lo % page, 0);
     ck_assert_ptr_eq((char *)st.map + page, st.lo);
     ms_stack_fini(&st);
     ck_assert_ptr_null(st.map);
 
-    ms_stack_init(&st, 5 * page + 1);
+    ck_assert_int_eq(ms_stack_init(&st, 5 * page + 1), MOCKSRV_OK);
     ck_assert_uint_eq(st.size, 6 * page);
     memset(st.lo, 0xa5, st.size); /* all of it is writable */
     ms_stack_fini(&st);
@@ -334,7 +334,7 @@ START_TEST(test_stack_untouched_not_resident)
     size_t page = ms_stack_page_size();
     size_t size = 64 * 1024 * 1024;
     struct ms_stack st;
-    ms_stack_init(&st, size);
+    ck_assert_int_eq(ms_stack_init(&st, size), MOCKSRV_OK);
     /* Touch the top 4 pages only, as a shallow coroutine would. */
     memset((char *)st.lo + st.size - 4 * page, 1, 4 * page);
     size_t npages = st.size / page;
@@ -352,7 +352,7 @@ END_TEST
 START_TEST(test_stack_guard_page_faults)
 {
     struct ms_stack st;
-    ms_stack_init(&st, 16 * 1024);
+    ck_assert_int_eq(ms_stack_init(&st, 16 * 1024), MOCKSRV_OK);
     signal(SIGSEGV, SIG_DFL); /* under ASan: die by the signal, not by ASan's report */
     volatile char *below = (volatile char *)st.lo - 1;
     *below = 1;

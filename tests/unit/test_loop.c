@@ -15,9 +15,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -770,6 +772,83 @@ blocked_forever_fn(void *arg)
     ck_abort_msg("resumed during ms_loop_destroy");
 }
 
+/* ---- a stack that cannot be mapped (issue 10) ---- */
+
+struct starter {
+    int ran;
+    int rc; /* of its first blocking call */
+};
+
+static void
+starter_fn(void *arg)
+{
+    struct starter *s = arg;
+    s->ran = 1;
+    s->rc = ms_co_park(ms_now() + 1);
+}
+
+static void
+noop_cb(void *arg, uint32_t events)
+{
+    (void)arg;
+    (void)events;
+}
+
+/* The address space this process has mapped, in bytes (/proc/self/statm). */
+static unsigned long long
+mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%llu", &pages), 1);
+    fclose(f);
+    return pages * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
+
+/* A coroutine whose stack cannot be mapped (RLIMIT_AS here; memory or vm.max_map_count in
+ * life) used to abort the process ("out of memory (coroutine stack ...)"). Now it does not
+ * start, the loop goes on, and it starts once a stack can be mapped; a wake while it waited
+ * cancels its first blocking call. */
+START_TEST(test_stack_that_cannot_be_mapped_waits)
+{
+#if defined(MOCKSRV_ASAN) && MOCKSRV_ASAN
+    return; /* ASan's allocator needs more address space than the limit leaves */
+#endif
+    struct ms_loop *loop = ms_loop_create();
+    /* the timer arrays exist before the limit: the retry timers need no new memory */
+    ms_loop_timer_cancel(loop, ms_loop_timer_add(loop, ms_now() + 1000, noop_cb, NULL));
+    struct starter a = {0}, b = {0};
+    ms_loop_spawn(loop, starter_fn, &a, 0);
+    struct ms_coro *cb = ms_loop_spawn(loop, starter_fn, &b, 0);
+
+    struct rlimit saved, rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &saved), 0);
+    rl = saved;
+    rl.rlim_cur = mapped_bytes() + 32 * 1024; /* less than a 64KiB stack and its guard page */
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < rl.rlim_cur) {
+        ms_loop_destroy(&loop);
+        return; /* a hard limit below what we use already: nothing to lower */
+    }
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_ge(ms_loop_step(loop, 0), 0);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &saved), 0);
+
+    ck_assert_msg(!a.ran && !b.ran, "a coroutine ran without a stack");
+    ck_assert_uint_ge(ms_loop_stack_failures(loop), 2);
+    ck_assert_uint_eq(ms_loop_coro_count(loop), 2);
+    /* the retry is a timer, not a spin: the loop would sleep until it */
+    ck_assert_int_gt(ms_loop_timeout(loop), 0);
+    ms_loop_wake(loop, cb);
+    run_until_idle(loop, 50);
+    ck_assert(a.ran && b.ran);
+    ck_assert_int_eq(a.rc, MOCKSRV_ETIMEDOUT);
+    ck_assert_int_eq(b.rc, MOCKSRV_ECANCELED); /* the wake was not lost */
+    ms_loop_destroy(&loop);
+}
+END_TEST
+
 START_TEST(test_destroy_with_live_coroutines)
 {
     struct ms_loop *loop = ms_loop_create();
@@ -805,6 +884,7 @@ loop_suite(void)
     tcase_add_test(tc, test_100k_coroutines);
     tcase_add_test(tc, test_10k_coroutines_alive_at_once);
     tcase_add_test(tc, test_destroy_with_live_coroutines);
+    tcase_add_test(tc, test_stack_that_cannot_be_mapped_waits);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("io");

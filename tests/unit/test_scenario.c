@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "scenario.h"
 #include "store.h"
@@ -1621,6 +1623,111 @@ START_TEST(test_mutations)
 }
 END_TEST
 
+/* ---- a scenario too large for the machine (issue 10, item 7) ---- */
+
+/* A mailbox of alice with one raw message, then n generate entries of count x size. */
+static char *
+generate_yaml(int n, unsigned count, const char *size)
+{
+    struct ms_buf b = {0};
+    ms_buf_puts(&b, "version: 1\n"
+                    "limits: { message_size: 1GiB }\n"
+                    "users:\n"
+                    "  alice:\n"
+                    "    password: secret\n"
+                    "    mailboxes:\n"
+                    "      INBOX:\n"
+                    "        messages:\n"
+                    "          - raw: \"Subject: a\\r\\n\\r\\nb\\r\\n\"\n");
+    for (int i = 0; i < n; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "          - generate: { count: %u, size: %s }\n", count, size);
+        ms_buf_puts(&b, line);
+    }
+    return ms_buf_steal(&b, NULL);
+}
+
+static int
+load_generate(int n, unsigned count, const char *size, struct mocksrv_error *err)
+{
+    char *yaml = generate_yaml(n, count, size);
+    struct ms_scenario *sc = NULL;
+    int rc = ms_scenario_load_string(yaml, strlen(yaml), "g.yaml", NULL, &sc, err);
+    ms_scenario_destroy(&sc);
+    free(yaml);
+    return rc;
+}
+
+/* A million messages of 1GiB: more than any machine has, refused at load with the position of
+ * the generate key and both figures (it passed, and the start aborted "out of memory"). */
+START_TEST(test_generate_beyond_memory_is_refused)
+{
+    struct mocksrv_error err = {0};
+    int rc = load_generate(1, 1000000, "1GiB", &err);
+    ck_assert_msg(rc == MOCKSRV_ESCENARIO, "got %d (%s), want MOCKSRV_ESCENARIO", rc, err.message);
+    ck_assert_int_eq(err.line, 10);
+    ck_assert_int_eq(err.column, 13);
+    const char *want = "g.yaml:10:13: users.alice.mailboxes.INBOX.messages[1].generate: the "
+                       "mailboxes would need about ";
+    ck_assert_msg(strncmp(err.message, want, strlen(want)) == 0, "got \"%s\"", err.message);
+    ck_assert_msg(strstr(err.message, "above the limit of") && strstr(err.message, "half of"),
+                  "got \"%s\"", err.message);
+}
+END_TEST
+
+/* More than SCENARIO_MAX_MESSAGES (10 million) messages: the entry that passes it is named,
+ * whatever the memory says. */
+START_TEST(test_generate_count_cap)
+{
+    struct mocksrv_error err = {0};
+    ck_assert_int_eq(load_generate(10, 1000000, "64", &err), MOCKSRV_ESCENARIO);
+    ck_assert_int_eq(err.line, 19);
+    ck_assert_msg(strstr(err.message, "messages[10].generate: 10000001 messages up to here, "
+                                      "above the limit of 10000000 messages"),
+                  "got \"%s\"", err.message);
+    /* one entry fewer is under the cap: the memory limit may refuse it, the count does not */
+    int rc = load_generate(9, 1000000, "64", &err);
+    ck_assert_msg(rc == MOCKSRV_OK || !strstr(err.message, "messages up to here"), "got \"%s\"",
+                  err.message);
+}
+END_TEST
+
+/* With RLIMIT_AS at 1GiB the limit is 512MiB: 6000 messages of 64KiB (about 450MiB) load, 8000
+ * (about 600MiB) do not. Nothing is allocated: the check only counts. */
+START_TEST(test_generate_memory_limit_from_rlimit)
+{
+#if defined(MOCKSRV_ASAN) && MOCKSRV_ASAN
+    return; /* ASan's shadow memory does not fit under a 1GiB address space */
+#endif
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 &&
+        (unsigned long long)pages * (unsigned long long)page < (2ull << 30))
+        return; /* a machine under 2GiB: physical memory is the limit, not RLIMIT_AS */
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (1ull << 30))
+        return;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long mapped = 0;
+    if (f && fscanf(f, "%llu", &mapped) == 1 &&
+        mapped * (unsigned long long)page > (256ull << 20)) {
+        fclose(f);
+        return; /* this process maps too much already for a 1GiB address space */
+    }
+    if (f)
+        fclose(f);
+    rl.rlim_cur = 1ull << 30; /* this forked test process only */
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    struct mocksrv_error err = {0};
+    int rc = load_generate(1, 6000, "64KiB", &err);
+    ck_assert_msg(rc == MOCKSRV_OK, "6000 x 64KiB: got %d (%s)", rc, err.message);
+    ck_assert_int_eq(load_generate(1, 8000, "64KiB", &err), MOCKSRV_ESCENARIO);
+    ck_assert_msg(strstr(err.message, "above the limit of 512.0MiB (536870912 bytes: half of "
+                                      "RLIMIT_AS (ulimit -v))"),
+                  "got \"%s\"", err.message);
+}
+END_TEST
+
 static Suite *
 scenario_suite(void)
 {
@@ -1645,6 +1752,9 @@ scenario_suite(void)
     tcase_add_test(tc, test_error_exact);
     tcase_add_test(tc, test_file_errors);
     tcase_add_test(tc, test_deep_nesting);
+    tcase_add_test(tc, test_generate_beyond_memory_is_refused);
+    tcase_add_test(tc, test_generate_count_cap);
+    tcase_add_test(tc, test_generate_memory_limit_from_rlimit);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("values");

@@ -99,6 +99,16 @@ handshake(struct client *c, struct ms_tls *s, size_t split)
     return st;
 }
 
+/* A server session; the context is always usable in these tests. */
+static struct ms_tls *
+session_create(struct ms_tls_ctx *ctx)
+{
+    const char *reason = NULL;
+    struct ms_tls *s = ms_tls_create(ctx, &reason);
+    ck_assert_msg(s != NULL, "ms_tls_create: %s", reason ? reason : "?");
+    return s;
+}
+
 static struct ms_tls_ctx *
 generated_ctx(const char *hostname, int min_version, const char *client_ca)
 {
@@ -128,7 +138,7 @@ START_TEST(test_generated_chain_verifies_for_every_name)
             X509_VERIFY_PARAM_set1_ip_asc(vp, names[i]);
         else
             SSL_set1_host(c.ssl, names[i]);
-        struct ms_tls *s = ms_tls_create(ctx);
+        struct ms_tls *s = session_create(ctx);
         ck_assert_msg(handshake(&c, s, 65536) == MS_TLS_OK, "name %s: %s", names[i],
                       ms_tls_error(s));
         ck_assert_int_eq(SSL_get_verify_result(c.ssl), X509_V_OK);
@@ -145,7 +155,7 @@ START_TEST(test_generated_chain_verifies_for_every_name)
     /* a name the certificate does not carry fails verification */
     struct client c;
     client_init(&c, ca, "wrong.example", 0);
-    struct ms_tls *s = ms_tls_create(ctx);
+    struct ms_tls *s = session_create(ctx);
     ck_assert_int_ne(handshake(&c, s, 65536), MS_TLS_OK);
     ms_tls_destroy(&s);
     client_fini(&c);
@@ -166,7 +176,7 @@ START_TEST(test_byte_splits_and_data)
     for (size_t k = 0; k < 4; k++) {
         struct client c;
         client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", 0);
-        struct ms_tls *s = ms_tls_create(ctx);
+        struct ms_tls *s = session_create(ctx);
         ck_assert_msg(handshake(&c, s, splits[k]) == MS_TLS_OK, "split %zu: %s", splits[k],
                       ms_tls_error(s));
         /* client -> server */
@@ -201,7 +211,7 @@ END_TEST
 START_TEST(test_garbage_instead_of_client_hello)
 {
     struct ms_tls_ctx *ctx = generated_ctx("localhost", 0, NULL);
-    struct ms_tls *s = ms_tls_create(ctx);
+    struct ms_tls *s = session_create(ctx);
     ms_tls_feed(s, "EHLO plaintext\r\n\x01\x02\x03 garbage garbage garbage\r\n", 44);
     ck_assert_int_eq(ms_tls_handshake(s), MS_TLS_ERROR);
     ck_assert_str_ne(ms_tls_error(s), "unknown error");
@@ -219,7 +229,7 @@ START_TEST(test_min_version_refuses_older_client)
     struct ms_tls_ctx *ctx = generated_ctx("localhost", TLS1_3_VERSION, NULL);
     struct client c;
     client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", TLS1_2_VERSION);
-    struct ms_tls *s = ms_tls_create(ctx);
+    struct ms_tls *s = session_create(ctx);
     ck_assert_int_eq(handshake(&c, s, 65536), MS_TLS_ERROR);
     ck_assert_msg(strstr(ms_tls_error(s), "protocol") || strstr(ms_tls_error(s), "version"),
                   "reason: %s", ms_tls_error(s));
@@ -286,7 +296,7 @@ START_TEST(test_client_certificate_subject)
     client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", 0);
     ck_assert_int_eq(SSL_use_certificate_file(c.ssl, cert, SSL_FILETYPE_PEM), 1);
     ck_assert_int_eq(SSL_use_PrivateKey_file(c.ssl, key, SSL_FILETYPE_PEM), 1);
-    struct ms_tls *s = ms_tls_create(ctx);
+    struct ms_tls *s = session_create(ctx);
     ck_assert_msg(handshake(&c, s, 65536) == MS_TLS_OK, "%s", ms_tls_error(s));
     /* TLS 1.3: the client's certificate is checked when its Finished arrives */
     ck_assert_int_eq(SSL_write(c.ssl, "x", 1), 1);
@@ -301,7 +311,7 @@ START_TEST(test_client_certificate_subject)
 
     /* no certificate at all is allowed: requested, not required */
     client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", 0);
-    s = ms_tls_create(ctx);
+    s = session_create(ctx);
     ck_assert_int_eq(handshake(&c, s, 65536), MS_TLS_OK);
     ck_assert_ptr_null(ms_tls_peer_subject(s));
     ms_tls_destroy(&s);
@@ -317,7 +327,7 @@ START_TEST(test_client_certificate_subject)
     client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", 0);
     SSL_use_certificate_file(c.ssl, cert2, SSL_FILETYPE_PEM);
     SSL_use_PrivateKey_file(c.ssl, key2, SSL_FILETYPE_PEM);
-    s = ms_tls_create(ctx);
+    s = session_create(ctx);
     enum ms_tls_status st = handshake(&c, s, 65536);
     if (st == MS_TLS_OK) {
         SSL_write(c.ssl, "x", 1);
@@ -353,6 +363,127 @@ START_TEST(test_bad_files_are_reported)
 }
 END_TEST
 
+static void
+write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The first certificate of a PEM file as DER bytes (malloc'd). */
+static unsigned char *
+pem_to_der(const char *pem, int *len_r)
+{
+    FILE *f = fopen(pem, "r");
+    ck_assert_ptr_nonnull(f);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    ck_assert_ptr_nonnull(x);
+    unsigned char *der = NULL;
+    *len_r = i2d_X509(x, &der);
+    ck_assert_int_gt(*len_r, 0);
+    X509_free(x);
+    return der;
+}
+
+/* issue 10 item 3: a client CA that is not PEM is an error of ms_tls_ctx_create (it used to be
+ * found at the first handshake, by ms_die). */
+START_TEST(test_non_pem_client_ca_is_an_error)
+{
+    char dir[] = "/tmp/mocksrv-test-tls-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char ca[512], cert[512], key[512], bad[600];
+    make_client_cert(dir, "alice", ca, cert, key);
+    snprintf(bad, sizeof bad, "%s/bad.pem", dir);
+    int der_len = 0;
+    unsigned char *der = pem_to_der(ca, &der_len);
+    static const char garbage[] = "this is no certificate\n";
+    static const char truncated[] =
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const struct {
+        const void *p;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"", 0, "empty file"},
+        {der, (size_t)der_len, "looks like DER"},
+        {garbage, sizeof garbage - 1, "no PEM certificate"},
+        {truncated, sizeof truncated - 1, "no PEM certificate"},
+    };
+    for (size_t i = 0; i < MS_ARRAY_LEN(cases); i++) {
+        write_file(bad, cases[i].p, cases[i].n);
+        struct ms_tls_options opt = {.hostname = "localhost", .client_ca = bad};
+        struct ms_tls_ctx *ctx = NULL;
+        struct mocksrv_error err = {0};
+        int rc = ms_tls_ctx_create(&opt, &ctx, &err);
+        ck_assert_msg(rc == MOCKSRV_ETLS, "case %zu: got %d, want MOCKSRV_ETLS", i, rc);
+        ck_assert_ptr_null(ctx);
+        ck_assert_msg(strstr(err.message, bad) && strstr(err.message, cases[i].want),
+                      "case %zu: got \"%s\", want the file and \"%s\"", i, err.message,
+                      cases[i].want);
+        enum ms_tls_file which = MS_TLS_FILE_CERT;
+        ck_assert_int_eq(ms_tls_check_files(&opt, &which, &err), MOCKSRV_ETLS);
+        ck_assert_int_eq(which, MS_TLS_FILE_CLIENT_CA);
+    }
+    OPENSSL_free(der);
+
+    /* a certificate without its key, a key that is not the certificate's */
+    struct ms_tls_options opt = {.cert = ca, .key = key};
+    enum ms_tls_file which = MS_TLS_FILE_CERT;
+    struct mocksrv_error err = {0};
+    ck_assert_int_eq(ms_tls_check_files(&opt, &which, &err), MOCKSRV_ETLS);
+    ck_assert_int_eq(which, MS_TLS_FILE_KEY);
+    ck_assert_msg(strstr(err.message, "does not match"), "got \"%s\"", err.message);
+    opt = (struct ms_tls_options){.cert = key, .key = key};
+    ck_assert_int_eq(ms_tls_check_files(&opt, &which, &err), MOCKSRV_ETLS);
+    ck_assert_int_eq(which, MS_TLS_FILE_CERT);
+    opt = (struct ms_tls_options){.cert = cert, .key = key, .client_ca = ca};
+    ck_assert_msg(ms_tls_check_files(&opt, &which, &err) == MOCKSRV_OK, "%s", err.message);
+
+    const char *files[] = {ca, cert, key, bad};
+    for (int i = 0; i < 4; i++)
+        unlink(files[i]);
+    rmdir(dir);
+}
+END_TEST
+
+/* A client CA spoiled after start: the lazy SSL_CTX cannot be built, so that session fails
+ * with the reason (it used to abort the process); once the file is good again, TLS works. */
+START_TEST(test_client_ca_spoiled_after_start_fails_the_session)
+{
+    char dir[] = "/tmp/mocksrv-test-tls-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char ca[512], cert[512], key[512], saved[600];
+    make_client_cert(dir, "alice", ca, cert, key);
+    snprintf(saved, sizeof saved, "%s/saved.pem", dir);
+    ck_assert_int_eq(rename(ca, saved), 0);
+    ck_assert_int_eq(link(saved, ca), 0);
+    struct ms_tls_ctx *ctx = generated_ctx("localhost", 0, ca);
+    unlink(ca);
+    write_file(ca, "garbage\n", 8);
+    const char *reason = NULL;
+    struct ms_tls *s = ms_tls_create(ctx, &reason);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(reason);
+    ck_assert_msg(strstr(reason, ca), "got \"%s\"", reason);
+    /* the file is good again: the next session builds the context */
+    ck_assert_int_eq(rename(saved, ca), 0);
+    struct client c;
+    client_init(&c, ms_tls_ctx_ca_file(ctx), "localhost", 0);
+    s = session_create(ctx);
+    ck_assert_int_eq(handshake(&c, s, 65536), MS_TLS_OK);
+    ms_tls_destroy(&s);
+    client_fini(&c);
+    ms_tls_ctx_destroy(&ctx);
+    const char *files[] = {ca, cert, key};
+    for (int i = 0; i < 3; i++)
+        unlink(files[i]);
+    rmdir(dir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -365,6 +496,8 @@ main(void)
     tcase_add_test(tc, test_min_version_refuses_older_client);
     tcase_add_test(tc, test_client_certificate_subject);
     tcase_add_test(tc, test_bad_files_are_reported);
+    tcase_add_test(tc, test_non_pem_client_ca_is_an_error);
+    tcase_add_test(tc, test_client_ca_spoiled_after_start_fails_the_session);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
