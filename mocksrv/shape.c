@@ -106,7 +106,8 @@ ms_shape_pause(struct ms_shape_plan *p)
 {
     int64_t gap = (int64_t)shape_range(p, (uint64_t)p->split.gap_lo, (uint64_t)p->split.gap_hi);
     if (p->split_until) {
-        /* the tarpit's `for` ends in this gap: the rest leaves when it does */
+        /* the split ends in this gap (a tarpit's `for`, a scope's duration): the rest
+         * leaves when it does */
         int64_t left = p->split_until - ms_now();
         gap = MS_MIN(gap, MS_MAX(left, 0));
     }

@@ -2,7 +2,7 @@
 
 - A tarpit's `for` bounds how long it lasts, counted from when it started, even in the middle of
   an output unit: once it has passed, the rest of the greeting (or of the TLS handshake flight)
-  leaves at once. Before this was so, a 29-byte greeting under `stutter: 200ms, for: 600ms`
+  leaves at once. A scope's duration bounds a split the same way, TLS records included. Before this was so, a 29-byte greeting under `stutter: 200ms, for: 600ms`
   took 5.6 s, and an implicit-TLS handshake under `stutter: 100ms, for: 1s` more than a minute.
 - A session that ends because the server's own shaped or delayed output outlived
   limits.idle_timeout ends by a fault: its session.close reason is `fault`, not `timeout`. That
@@ -38,6 +38,8 @@ listeners:
   tls:    { protocol: smtp, port: 0, tls: implicit }
   tlsacc: { protocol: smtp, port: 0, tls: implicit }
   pop3:   { protocol: pop3, port: 0 }
+  scope:  { protocol: smtp, port: 0 }
+  tlsrec: { protocol: smtp, port: 0, tls: implicit }
 faults:
   - name: greet-tarpit
     when: { listener: greet, at: greeting }
@@ -55,6 +57,14 @@ faults:
     when: { listener: pop3, at: accept }
     tarpit: { stutter: 300ms, for: 600ms }
     bandwidth: 20/s
+  - name: scope-split
+    when: { listener: scope, at: greeting }
+    split: { size: 1, gap: 200ms }
+    scope: 600ms
+  - name: record-split
+    when: { listener: tlsrec, at: greeting }
+    split: { size: 1, gap: 200ms, layer: tls }
+    scope: 600ms
 """
 
 LATE = """version: 1
@@ -138,6 +148,27 @@ class TarpitForTest(Case):
         ehlo = w.cmd("EHLO client.test", timeout=10)
         self.assertTrue(ehlo.startswith("250-mock.test"), ehlo)
         self.assertLess(len(w.reads) - n, 5, "after the tarpit: %r" % w.reads[n:])
+
+    def test_scope_duration_ends_mid_greeting(self):
+        # a split with scope: 600ms is "how long shaping lasts" as a tarpit's `for` is
+        self.check_greeting("scope")
+
+    def test_scope_duration_ends_tls_records_mid_greeting(self):
+        # layer: tls, one record per byte, 200 ms apart, for 600 ms: then the rest of the
+        # greeting is one record (every byte a record: 5.6 s)
+        t0 = time.monotonic()
+        sock = socket.create_connection((HOST, self.srv.port("tlsrec")), timeout=10)
+        with client_context(self.srv.ca_file).wrap_socket(sock, server_hostname="mock.test") as tls:
+            greeting = b""
+            while not greeting.endswith(b"\r\n"):
+                chunk = tls.recv(1024)
+                self.assertTrue(chunk, "EOF before the greeting")
+                greeting += chunk
+            took = time.monotonic() - t0
+            tls.sendall(b"QUIT\r\n")
+        self.assertEqual(greeting, GREETING)
+        self.assertGreaterEqual(took, 0.5, "greeting complete after %.2f s" % took)
+        self.assertLess(took, 3.0, "greeting complete after %.2f s" % took)
 
     def test_bandwidth_of_the_same_rule_goes_on(self):
         # tarpit and bandwidth (20 bytes/s) in one rule at accept: the tarpit's `for` ends
