@@ -188,7 +188,7 @@ ms_conn_payload_end(struct ms_conn *c)
 }
 
 static ssize_t
-conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
+conn_recv_wait(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
 {
     int rc;
     size_t limit = 0;
@@ -236,6 +236,18 @@ conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
         if (rc != MOCKSRV_OK)
             return rc;
     }
+}
+
+/* conn_recv_wait, telling whose a timeout is: the client's when it was silent for its time,
+ * the fault's when the server's own shaped or delayed output was still under way when the
+ * deadline passed (the client could not answer output it had not received yet). */
+static ssize_t
+conn_recv_socket(struct ms_conn *c, struct ms_buf *b, int64_t deadline)
+{
+    ssize_t n = conn_recv_wait(c, b, deadline);
+    if (n == MOCKSRV_ETIMEDOUT)
+        c->late_timeout = deadline != MS_NO_DEADLINE && deadline <= c->shape.shaped_end;
+    return n;
 }
 
 void
@@ -434,9 +446,13 @@ ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadline,
         }
         if (o->stop == MS_CONN_TLS_AFTER_HELLO)
             return MOCKSRV_OK; /* OpenSSL never sees it: no server flight */
-        if (o->delay_ms > 0 && (rc = ms_co_sleep(o->delay_ms)) != MOCKSRV_OK) {
-            *reason_r = conn_handshake_reason(rc);
-            return rc;
+        if (o->delay_ms > 0) {
+            rc = ms_co_sleep(o->delay_ms);
+            c->shape.shaped_end = ms_now();
+            if (rc != MOCKSRV_OK) {
+                *reason_r = conn_handshake_reason(rc);
+                return rc;
+            }
         }
         ms_tls_feed(c->tls, c->cipher_in.data, c->cipher_in.len);
     }
@@ -636,6 +652,9 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
     c->shape.literal = UINT64_MAX;
     size_t start = 0;
     for (size_t i = 0; rc == MOCKSRV_OK && i <= n_cuts; i++) {
+        /* the split's time is over: what is left of the unit is one record */
+        if (i < n_cuts && ms_shape_split_over(p))
+            n_cuts = i;
         size_t end = i < n_cuts ? cuts[i] : c->out.len;
         if (ms_tls_write(c->tls, c->out.data + start, end - start) != MS_TLS_OK) {
             c->failed = 1;
@@ -643,8 +662,8 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
             break;
         }
         ms_tls_drain(c->tls, &c->cipher_out);
-        ssize_t w = ms_shape_send(&c->shape, c->io, c->cipher_out.data, c->cipher_out.len,
-                                  p->bandwidth, deadline);
+        ssize_t w =
+            ms_shape_send(&c->shape, c->io, c->cipher_out.data, c->cipher_out.len, p, deadline);
         c->bytes_out += c->cipher_out.len;
         ms_buf_clear(&c->cipher_out);
         if (w < 0) {
@@ -654,10 +673,10 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
             break;
         }
         start = end;
-        int64_t gap = i < n_cuts ? ms_shape_gap(p) : 0;
-        if (gap > 0)
-            rc = ms_co_sleep(gap);
+        if (i < n_cuts)
+            rc = ms_shape_pause(p);
     }
+    c->shape.shaped_end = ms_now();
     if (c->shape.session.active && !unit_split)
         c->shape.session.k = p->k;
     free(cuts);

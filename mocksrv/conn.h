@@ -29,6 +29,11 @@
 struct ms_shape_plan {
     int active;
     int64_t until; /* ms_now() scale; 0: no end */
+    /* the split ends earlier than the plan (tarpit `for`, counted from when the rule fired);
+     * once it has passed, even in the middle of a unit, the rest leaves at once. In the plan
+     * ms_shape_effective makes: when the split ends, whichever plan gave it (0: never) */
+    int64_t split_until;
+    int64_t bandwidth_until; /* ms_shape_effective only: when the bandwidth ends (0: never) */
     int64_t delay_lo, delay_hi;
     int has_delay;
     struct ms_fault_split split; /* offsets borrowed from the rule */
@@ -52,6 +57,9 @@ struct ms_shape {
      * leave (UINT64_MAX: no limit); once used up the write stops there and cut_hit is set */
     uint64_t cut_left;
     int cut_hit;
+    /* ms_now() when the last shaped unit (or a fault's delay or stall) was over: a read
+     * deadline that passed before then passed while the server, not the client, was busy */
+    int64_t shaped_end;
 };
 
 /* Writes every byte of iov to io's fd, waiting for writability up to deadline, shaped as the
@@ -68,11 +76,16 @@ void ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out);
  * the caller frees it; NULL when there are none). */
 size_t ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t literal,
                      size_t **offs_r);
-/* The gap to wait after a piece (drawn from the plan). */
-int64_t ms_shape_gap(struct ms_shape_plan *p);
-/* Sends n bytes as one piece under the plan's bandwidth (no cuts). */
+/* 1 once the effective plan p's split is over (its split_until has passed): the rest of the
+ * unit leaves in one piece. */
+int ms_shape_split_over(const struct ms_shape_plan *p);
+/* Waits the gap after a piece (drawn from the plan), but not past the split's end. Returns
+ * MOCKSRV_OK or MOCKSRV_ECANCELED (the server stops). */
+int ms_shape_pause(struct ms_shape_plan *p);
+/* Sends n bytes as one piece under the effective plan's bandwidth until its end (plan NULL:
+ * unpaced; no cuts). */
 ssize_t ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n,
-                      uint64_t bandwidth, int64_t deadline);
+                      const struct ms_shape_plan *plan, int64_t deadline);
 
 /* How input is read while a fault's `read` lasts (FAULTS.md 2 "shaping client -> server"). */
 struct ms_read_plan {
@@ -110,6 +123,9 @@ struct ms_conn {
     int cut_how;               /* ms_conn_cut_after: how and when the cut closes */
     int64_t cut_delay_ms;
     int cut_done; /* the cut closed the connection (session.close reason fault) */
+    /* the last read that timed out did so because the server's own shaped or delayed output
+     * outlived its deadline (shape.shaped_end): the session.close reason is fault, not timeout */
+    int late_timeout;
 
     /* output, flushed before any wait for input */
     struct ms_buf out;

@@ -258,13 +258,17 @@ pop3_cmd_capa(struct pop3 *p, const char *args)
 {
     if (!pop3_check_no_args(p, args))
         return;
-    /* RFC 2449 5 */
-    ms_buf_puts(&p->reply, "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\n"
-                           "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+    /* RFC 2449 5. With tls: required, USER and SASL are offered only once the session is
+     * encrypted, as SMTP's EHLO offers AUTH: before STLS they would be refused. */
+    int plain_ok = !ms_session_needs_tls(p->s);
+    ms_buf_puts(&p->reply, "+OK Capability list follows\r\nTOP\r\n");
+    if (plain_ok)
+        ms_buf_puts(&p->reply, "USER\r\n");
+    ms_buf_puts(&p->reply, "UIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
     if (p->state == POP3_AUTHORIZATION && ms_session_can_starttls(p->s))
         ms_buf_puts(&p->reply, "STLS\r\n");
     unsigned auth = p->sc->pop3.auth;
-    if (auth) {
+    if (auth && plain_ok) {
         ms_buf_puts(&p->reply, "SASL");
         for (unsigned bit = 1; bit <= MS_AUTH_OAUTHBEARER; bit <<= 1)
             if (auth & bit)

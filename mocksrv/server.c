@@ -344,7 +344,7 @@ session_main(void *arg)
     if (s->listener->protocol == MS_PROTO_SCRIPT && !s->conn.failed)
         ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
 done:
-    if (s->conn.cut_done) /* close.after_bytes over the session ran out */
+    if (s->conn.cut_done || (s->close_reason == MS_CLOSE_TIMEOUT && s->conn.late_timeout))
         s->close_reason = MS_CLOSE_FAULT;
     ms_fault_session_end(s);
     ms_conn_flush(&s->conn, ms_deadline_in(1000));

@@ -467,7 +467,7 @@ ms_session_hidden(const struct ms_session *s, const char *keyword, size_t len)
 }
 
 /* How long a rule's shaping lasts (FAULTS.md 1 "Scope"): reply for greeting, command and tls,
- * session for accept; a tarpit with `for` lasts that long. */
+ * session for accept. */
 static enum ms_fault_scope
 session_fault_scope(const struct ms_fault_rule *r)
 {
@@ -479,23 +479,17 @@ session_fault_scope(const struct ms_fault_rule *r)
 /* The shaping plan a pick goes into (reply: the next unit; otherwise the session plan, which
  * ends at `until`). */
 static struct ms_shape_plan *
-session_plan(struct ms_session *s, const struct ms_fault_pick *pk, int64_t for_ms)
+session_plan(struct ms_session *s, const struct ms_fault_pick *pk)
 {
     struct ms_shape *sh = &s->conn.shape;
     enum ms_fault_scope scope = session_fault_scope(pk->rule);
-    if (for_ms > 0 && scope == MS_SCOPE_REPLY && pk->rule->scope == MS_SCOPE_DEFAULT &&
-        pk->rule->at == MS_AT_ACCEPT)
-        scope = MS_SCOPE_SESSION;
     struct ms_shape_plan *p = scope == MS_SCOPE_REPLY ? &sh->unit : &sh->session;
     if (!p->active) {
         memset(p, 0, sizeof *p);
         p->active = 1;
     }
-    int64_t until = scope == MS_SCOPE_DURATION ? ms_now() + pk->rule->scope_ms : 0;
-    if (for_ms > 0)
-        until = ms_now() + for_ms;
     if (p != &sh->unit)
-        p->until = until;
+        p->until = scope == MS_SCOPE_DURATION ? ms_now() + pk->rule->scope_ms : 0;
     return p;
 }
 
@@ -516,24 +510,27 @@ session_fault_shape(struct ms_session *s, const struct ms_fault_actions *fa)
 {
     int shaped = 0;
     if (fa->split.rule) {
-        struct ms_shape_plan *p = session_plan(s, &fa->split, 0);
+        struct ms_shape_plan *p = session_plan(s, &fa->split);
         p->has_split = 1;
         p->split = fa->split.rule->split;
+        p->split_until = 0;
         session_plan_coords(s, p, &fa->split);
         shaped = 1;
     } else if (fa->tarpit.rule) {
-        /* spamd's stutter: one byte per stutter for `for` (FAULTS.md 2) */
+        /* spamd's stutter: one byte per stutter for `for` (FAULTS.md 2), counted from now,
+         * even when that ends it in the middle of an output unit (shape.c) */
         const struct ms_fault_rule *r = fa->tarpit.rule;
-        struct ms_shape_plan *p = session_plan(s, &fa->tarpit, r->tarpit_for_ms);
+        struct ms_shape_plan *p = session_plan(s, &fa->tarpit);
         memset(&p->split, 0, sizeof p->split);
         p->has_split = 1;
+        p->split_until = r->tarpit_for_ms > 0 ? ms_now() + r->tarpit_for_ms : 0;
         p->split.size_lo = p->split.size_hi = 1;
         p->split.gap_lo = p->split.gap_hi = r->tarpit_stutter_ms;
         session_plan_coords(s, p, &fa->tarpit);
         shaped = 1;
     }
     if (fa->bandwidth.rule) {
-        struct ms_shape_plan *p = session_plan(s, &fa->bandwidth, 0);
+        struct ms_shape_plan *p = session_plan(s, &fa->bandwidth);
         p->bandwidth = fa->bandwidth.rule->bandwidth;
         if (!p->has_split)
             session_plan_coords(s, p, &fa->bandwidth);
@@ -542,7 +539,7 @@ session_fault_shape(struct ms_session *s, const struct ms_fault_actions *fa)
     if (fa->delay_pick.rule && session_fault_scope(fa->delay_pick.rule) != MS_SCOPE_REPLY) {
         /* a delay before every output unit while the scope lasts (FAULTS.md example F) */
         const struct ms_fault_rule *r = fa->delay_pick.rule;
-        struct ms_shape_plan *p = session_plan(s, &fa->delay_pick, 0);
+        struct ms_shape_plan *p = session_plan(s, &fa->delay_pick);
         p->has_delay = 1;
         p->delay_lo = r->delay_lo;
         p->delay_hi = r->delay_hi;
@@ -637,7 +634,9 @@ session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, con
     if (session_delay_now(fa)) {
         /* "before the output starts": what earlier commands got leaves now, this reply later */
         ms_conn_flush(&s->conn, ms_session_deadline(s));
-        if (ms_co_sleep(fa->delay_ms) == MOCKSRV_ECANCELED && s->closing)
+        int rc = ms_co_sleep(fa->delay_ms);
+        s->conn.shape.shaped_end = ms_now(); /* a read waiting meanwhile waited for us */
+        if (rc == MOCKSRV_ECANCELED && s->closing)
             return;
     }
     /* a shaped unit stands alone: earlier replies of a pipelined batch leave first */

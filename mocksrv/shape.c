@@ -12,7 +12,12 @@
  *   - Every random value (piece sizes, gaps, delays) is ms_fault_draw of the plan's coordinates
  *     and a per-plan draw counter: a run replays from its seed.
  *   - A split guarantees separate send() calls, not separate client reads (gap 0 may coalesce).
- *   - Sleeps end early only when the server stops (MOCKSRV_ECANCELED), never before their time.
+ *   - A plan's end bounds the output under way: a tarpit's `for` (FAULTS.md 2) or a scope's
+ *     duration that passes in the middle of a unit ends its split or bandwidth there, and the
+ *     rest of the unit leaves at once. So a gap never runs past the split's end.
+ *   - Other sleeps end early only when the server stops (MOCKSRV_ECANCELED).
+ *   - sh->shaped_end says when the last shaped unit was over, so that a read deadline the
+ *     server's own output outlived can be told from a silent client's (ms_conn.late_timeout).
  */
 #include "conn.h"
 
@@ -76,17 +81,61 @@ shape_range(struct ms_shape_plan *p, uint64_t lo, uint64_t hi)
     return hi > lo ? lo + shape_draw(p) % (hi - lo + 1) : lo;
 }
 
-int64_t
-ms_shape_gap(struct ms_shape_plan *p)
+/* 1 once `until` (0: never) has passed. */
+static int
+shape_over(int64_t until)
 {
-    return (int64_t)shape_range(p, (uint64_t)p->split.gap_lo, (uint64_t)p->split.gap_hi);
+    return until != 0 && ms_now() >= until;
+}
+
+/* The earlier of two ends, 0 meaning none. */
+static int64_t
+shape_earliest(int64_t a, int64_t b)
+{
+    return a == 0 ? b : b == 0 ? a : MS_MIN(a, b);
+}
+
+int
+ms_shape_split_over(const struct ms_shape_plan *p)
+{
+    return shape_over(p->split_until);
+}
+
+int
+ms_shape_pause(struct ms_shape_plan *p)
+{
+    int64_t gap = (int64_t)shape_range(p, (uint64_t)p->split.gap_lo, (uint64_t)p->split.gap_hi);
+    if (p->split_until) {
+        /* the split ends in this gap (a tarpit's `for`, a scope's duration): the rest
+         * leaves when it does */
+        int64_t left = p->split_until - ms_now();
+        gap = MS_MIN(gap, MS_MAX(left, 0));
+    }
+    return gap > 0 ? ms_co_sleep(gap) : MOCKSRV_OK;
+}
+
+/* Drops the parts of a stored plan whose time is over. */
+static void
+shape_expire(struct ms_shape_plan *p)
+{
+    if (!p->active)
+        return;
+    if (shape_over(p->until)) {
+        p->active = 0;
+        return;
+    }
+    if (p->has_split && shape_over(p->split_until)) {
+        p->has_split = 0;
+        if (!p->has_delay && !p->bandwidth)
+            p->active = 0;
+    }
 }
 
 int
 ms_shape_active(struct ms_shape *sh)
 {
-    if (sh->session.active && sh->session.until && ms_now() >= sh->session.until)
-        sh->session.active = 0;
+    shape_expire(&sh->session);
+    shape_expire(&sh->unit);
     return sh->unit.active || sh->session.active;
 }
 
@@ -94,8 +143,11 @@ void
 ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out)
 {
     memset(out, 0, sizeof *out);
-    if (sh->session.active)
+    if (sh->session.active) {
         *out = sh->session;
+        out->split_until = shape_earliest(sh->session.until, sh->session.split_until);
+        out->bandwidth_until = sh->session.until;
+    }
     if (sh->unit.active) {
         const struct ms_shape_plan *u = &sh->unit;
         if (u->has_delay) {
@@ -106,14 +158,17 @@ ms_shape_effective(struct ms_shape *sh, struct ms_shape_plan *out)
         if (u->has_split) {
             out->has_split = 1;
             out->split = u->split;
+            out->split_until = u->split_until;
             out->seed = u->seed;
             out->rule = u->rule;
             out->session = u->session;
             out->match = u->match;
             out->k = u->k;
         }
-        if (u->bandwidth)
+        if (u->bandwidth) {
             out->bandwidth = u->bandwidth;
+            out->bandwidth_until = 0;
+        }
         out->active = 1;
     }
 }
@@ -180,9 +235,10 @@ ms_shape_cuts(struct ms_shape_plan *p, const char *data, size_t len, uint64_t li
     return cl.n;
 }
 
-/* Token bucket: whole bytes that may leave now (at least 1), waiting for a tick if needed. */
+/* Token bucket: whole bytes that may leave now (at least 1), waiting for a tick if needed;
+ * once `until` (0: never) passes, everything that is wanted. */
 static int
-shape_tokens(struct ms_shape *sh, uint64_t bandwidth, size_t want, size_t *grant_r)
+shape_tokens(struct ms_shape *sh, uint64_t bandwidth, int64_t until, size_t want, size_t *grant_r)
 {
     double per_tick = (double)bandwidth * SHAPE_TICK_MS / 1000.0;
     double cap = per_tick < 1.0 ? 1.0 : per_tick;
@@ -204,6 +260,10 @@ shape_tokens(struct ms_shape *sh, uint64_t bandwidth, size_t want, size_t *grant
             sh->tokens -= (double)*grant_r;
             return MOCKSRV_OK;
         }
+        if (shape_over(until)) {
+            *grant_r = want;
+            return MOCKSRV_OK;
+        }
         int rc = ms_co_sleep(SHAPE_TICK_MS);
         if (rc != MOCKSRV_OK)
             return rc;
@@ -211,8 +271,8 @@ shape_tokens(struct ms_shape *sh, uint64_t bandwidth, size_t want, size_t *grant
 }
 
 ssize_t
-ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, uint64_t bandwidth,
-              int64_t deadline)
+ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n,
+              const struct ms_shape_plan *plan, int64_t deadline)
 {
     /* close.after_bytes over the session: only what is left of the allowance leaves */
     int cut = 0;
@@ -226,8 +286,8 @@ ms_shape_send(struct ms_shape *sh, struct ms_io *io, const char *p, size_t n, ui
     size_t done = 0;
     while (done < n) {
         size_t take = n - done;
-        if (bandwidth) {
-            int rc = shape_tokens(sh, bandwidth, take, &take);
+        if (plan && plan->bandwidth && !shape_over(plan->bandwidth_until)) {
+            int rc = shape_tokens(sh, plan->bandwidth, plan->bandwidth_until, take, &take);
             if (rc != MOCKSRV_OK)
                 return rc;
         }
@@ -260,7 +320,7 @@ shape_cut(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, int io
     struct ms_buf flat = {0};
     for (int i = 0; i < iovcnt; i++)
         ms_buf_append(&flat, iov[i].iov_base, iov[i].iov_len);
-    ssize_t w = ms_shape_send(sh, io, flat.data, flat.len, 0, deadline);
+    ssize_t w = ms_shape_send(sh, io, flat.data, flat.len, NULL, deadline);
     ms_buf_fini(&flat);
     return w;
 }
@@ -296,19 +356,20 @@ ms_shape_writev(struct ms_shape *sh, struct ms_io *io, const struct iovec *iov, 
         n_cuts = ms_shape_cuts(&p, flat.data, flat.len, literal, &cuts);
     size_t start = 0;
     for (size_t i = 0; rc == MOCKSRV_OK && i <= n_cuts; i++) {
+        /* the split's time is over: what is left of the unit is one piece */
+        if (i < n_cuts && ms_shape_split_over(&p))
+            n_cuts = i;
         size_t end = i < n_cuts ? cuts[i] : flat.len;
-        ssize_t w = ms_shape_send(sh, io, flat.data + start, end - start, p.bandwidth, deadline);
+        ssize_t w = ms_shape_send(sh, io, flat.data + start, end - start, &p, deadline);
         if (w < 0) {
             rc = (int)w;
             break;
         }
         start = end;
-        if (i < n_cuts) {
-            int64_t gap = ms_shape_gap(&p);
-            if (gap > 0)
-                rc = ms_co_sleep(gap);
-        }
+        if (i < n_cuts)
+            rc = ms_shape_pause(&p);
     }
+    sh->shaped_end = ms_now();
     /* the session plan's draws go on where this unit left them */
     if (sh->session.active && !unit_split)
         sh->session.k = p.k;
