@@ -286,6 +286,11 @@ START_TEST(test_memory_per_message)
     ck_assert_uint_eq(m->size, MEMORY_MSG_SIZE);
     mocksrv_message_free(m);
     double per_msg = after > before ? (double)(after - before) / MEMORY_MSGS : 0;
+#ifdef MOCKSRV_ASAN
+    /* AddressSanitizer's allocator adds redzones, shadow memory and a quarantine of freed
+     * blocks (the receive buffers): RSS says nothing about the store there */
+    per_msg = 0;
+#endif
     ck_assert_msg(per_msg <= 1.3 * MEMORY_MSG_SIZE,
                   "%s: got %.0f bytes of RSS per stored %d-byte message (%.2fx), want <= 1.3x",
                   bdat ? "BDAT" : "DATA", per_msg, MEMORY_MSG_SIZE, per_msg / MEMORY_MSG_SIZE);
