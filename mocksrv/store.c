@@ -450,7 +450,7 @@ store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc,
     int pooled =
         mc->gen_count >= STORE_POOL_MIN_COUNT && mc->gen_count * per_msg >= STORE_POOL_MIN_BYTES;
     struct ms_blob_pool *pool = NULL;
-    int rc = MOCKSRV_OK;
+    int uid_refused = 0;
     for (size_t i = 0; i < mc->gen_count; i++) {
         int64_t date = 0;
         ms_buf_clear(&out);
@@ -472,13 +472,13 @@ store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc,
         uint32_t uid = mc->uid ? mc->uid + (uint32_t)i : 0;
         if (!ms_store_append(mb, b, mc->flags, kw, mc->n_keywords, mc->date ? mc->date : date,
                              uid)) {
-            rc = -1;
+            uid_refused = 1;
             break;
         }
     }
     store_pool_unref(&pool);
     ms_buf_fini(&out);
-    if (rc != MOCKSRV_OK)
+    if (uid_refused)
         goto bad_uid;
     return MOCKSRV_OK;
 bad_uid:

@@ -276,14 +276,7 @@ ms_tls_ctx_create(const struct ms_tls_options *opt, struct ms_tls_ctx **ctx_r,
 {
     /* The system openssl.cnf is not read: parsing it costs about 2 ms of every start, and a
      * mock's TLS behaviour should come from its scenario, not from the host's configuration. */
-    uint64_t init = OPENSSL_INIT_NO_LOAD_CONFIG;
-    /* Nor, when the certificates are generated and no client CA file is read, libcrypto's
-     * error strings (libssl loads its own at the first handshake): the first use of the error
-     * queue would load them all before the ready line. The reasons that files can cause are
-     * then the ones without words, so with --cert or client_ca they are loaded. */
-    if (!opt->cert && !opt->client_ca)
-        init |= OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS;
-    OPENSSL_init_crypto(init, NULL);
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     /* A SHA-256 Hash-DRBG rather than OpenSSL's default AES CTR-DRBG: instantiating the latter
      * builds every cipher method before the ready line, while SHA-256 is fetched anyway to sign
      * the CA. Refused once the generator exists (a second server, a host that used it): the
