@@ -108,6 +108,7 @@ if [ "$have_switch" = 1 ]; then
 fi
 echo "== bench_load"
 for b in "$build" ${base_dir:+"$base_dir/build"}; do
+    echo "-- $b"
     if out=$(timeout 120 "$b/tests/bench_load" 10000 4096 2>&1); then :; else
         echo "ci/bench.sh: bench_load failed (status $?)" >&2; status=1
     fi
