@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,6 +264,8 @@ send_messages(struct reader *r, size_t count, int bdat)
 START_TEST(test_memory_per_message)
 {
     int bdat = _i;
+    /* RSS in 4 KiB pages: with transparent huge pages on "always", heaps would grow by 2 MiB */
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
     struct mocksrv *srv = mocksrv_new();
     struct mocksrv_error err = {0};
     ck_assert_msg(
