@@ -4,13 +4,20 @@
 # (Postfix's smtp-sink/smtp-source, Debian's python3-aiosmtpd), then runs
 #
 #   tests/bench_switch                      coroutine switch cost (if the build has it)
+#   tests/bench_load                        scenario load: 10,000 generated x 4 KiB, in-process
 #   tests/bench/bench_spawn.py              spawn to ready line vs smtp-sink's (and Dovecot's)
 #                                           first 220
+#   tests/bench/bench_store_memory.py       RSS per stored message (SMTP and generated), and the
+#                                           ready line of a 10,000 x 4 KiB scenario
 #   tests/bench/bench_throughput.py         smtp-source msg/s vs smtp-sink
 #   tests/bench/bench_idle_memory.py        RSS per idle session vs aiosmtpd
 #
+# BENCH_BASE=<git revision> also builds that revision (Release, from `git archive` into a
+# directory under $TMPDIR, outside the checkout) and measures it in the same run as "before":
+# bench_load, bench_spawn and bench_store_memory then print before, after and their ratio.
+#
 # Each appends a Markdown section to tests/bench/results/latest.md (rewritten on every run);
-# a summary of the targets is printed at the end. Takes about 3 minutes on 2 CPUs; every step
+# a summary of the targets is printed at the end. Takes about 5 minutes on 2 CPUs; every step
 # has a timeout, so it ends well under 10. Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +62,20 @@ fi
 build="${BENCH_BUILD_DIR:-build-bench}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOCKSRV_WERROR=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target mocksrv
+cmake --build "$build" -j "$(nproc)" --target bench_load
+base_bin=""
+base_dir=""
+if [ -n "${BENCH_BASE:-}" ]; then
+    base_dir="${TMPDIR:-/tmp}/mocksrv-bench-base-$(git rev-parse --short "$BENCH_BASE")"
+    if [ ! -x "$base_dir/build/mocksrv" ]; then
+        rm -rf "$base_dir" && mkdir -p "$base_dir/src"
+        git archive "$BENCH_BASE" | tar -x -C "$base_dir/src"
+        cmake -S "$base_dir/src" -B "$base_dir/build" -DCMAKE_BUILD_TYPE=Release \
+            -DMOCKSRV_WERROR=OFF >/dev/null
+        cmake --build "$base_dir/build" -j "$(nproc)" --target mocksrv bench_load
+    fi
+    base_bin="$base_dir/build/mocksrv"
+fi
 have_switch=0
 if [ -f tests/bench/bench_switch.c ]; then
     if cmake --build "$build" -j "$(nproc)" --target bench_switch; then have_switch=1; else
@@ -85,8 +106,31 @@ if [ "$have_switch" = 1 ]; then
     echo "$out"
     printf '## Coroutine switch (bench_switch)\n\n```\n%s\n```\n\n' "$out" >>"$BENCH_RESULTS"
 fi
+echo "== bench_load"
+for b in "$build" ${base_dir:+"$base_dir/build"}; do
+    echo "-- $b"
+    if out=$(timeout 120 "$b/tests/bench_load" 10000 4096 2>&1); then :; else
+        echo "ci/bench.sh: bench_load failed (status $?)" >&2; status=1
+    fi
+    echo "$out"
+    printf '## Scenario load (bench_load, %s)\n\n```\n%s\n```\n\n' "$b" "$out" >>"$BENCH_RESULTS"
+done
+before=()
+if [ -n "$base_bin" ]; then before=(--before "$base_bin"); fi
+echo "== bench_store_memory"
+if ! timeout 300 "$py" tests/bench/bench_store_memory.py "${before[@]}"; then
+    echo "ci/bench.sh: bench_store_memory failed" >&2
+    printf '## bench_store_memory\n\nFAILED (see the console output).\n\n' >>"$BENCH_RESULTS"
+    status=1
+fi
+echo "== bench_spawn"
+if ! timeout 200 "$py" tests/bench/bench_spawn.py "${before[@]}"; then
+    echo "ci/bench.sh: bench_spawn failed" >&2
+    printf '## bench_spawn\n\nFAILED (see the console output).\n\n' >>"$BENCH_RESULTS"
+    status=1
+fi
 # Time caps (seconds) per benchmark; each also stops its own loops earlier.
-for b in bench_spawn:150 bench_throughput:300 bench_idle_memory:200; do
+for b in bench_throughput:300 bench_idle_memory:200; do
     cap=${b#*:} b=${b%:*}
     echo "== $b"
     if ! timeout "$cap" "$py" "tests/bench/$b.py"; then
@@ -100,5 +144,5 @@ echo "== bench_tls"; if ! { cmake --build "$build" -j "$(nproc)" --target bench_
 
 echo
 echo "== summary ($BENCH_RESULTS)"
-grep -E '^(Target|First 220|- |switch:)' "$BENCH_RESULTS" || true
+grep -E '^(Target|First 220|Before|- |switch:|scenario )|(met|NOT met) \|$' "$BENCH_RESULTS" || true
 exit "$status"

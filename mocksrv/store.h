@@ -26,17 +26,31 @@
 
 /* ---- immutable message bytes ---- */
 
+/*
+ * Message bytes cost their size: a blob is one allocation of its header and bytes with no
+ * growth slack, since a mailbox of 100,000 messages holds that many for its lifetime. A large
+ * generated batch is carved from pools (struct ms_blob_pool, store.c): one mapping of huge
+ * pages for many blobs, unmapped when its last blob goes.
+ */
+struct ms_blob_pool;
 struct ms_blob {
     unsigned refs;
     size_t len;
-    char *data; /* len bytes, then a NUL not counted in len */
+    struct ms_blob_pool *pool; /* NULL: allocated alone */
+    char data[];               /* len bytes, then a NUL not counted in len */
 };
 
 /* A new blob holding a copy of p[0..n) with one reference. */
 struct ms_blob *ms_blob_create(const char *p, size_t n);
-/* A new blob that takes ownership of p, a malloc'ed buffer of at least n + 1 bytes whose
- * p[n] is NUL (as ms_buf_steal returns). */
-struct ms_blob *ms_blob_take(char *p, size_t n);
+/* A new blob of n bytes with one reference, to be filled by the caller before anyone else sees
+ * it; data[n] is already NUL. */
+struct ms_blob *ms_blob_alloc(size_t n);
+/* A new blob with the bytes of buf (copied once, at their exact size); buf is left empty and
+ * its memory freed, so a receive buffer grown by doubling is not kept at twice the size. */
+struct ms_blob *ms_blob_from_buf(struct ms_buf *buf);
+/* Bytes of memory the blob occupies, header included (for a blob allocated alone, what the
+ * allocator reserved for it: malloc_usable_size). */
+size_t ms_blob_footprint(const struct ms_blob *b);
 struct ms_blob *ms_blob_ref(struct ms_blob *b);
 void ms_blob_unref(struct ms_blob **b);
 

@@ -8,7 +8,8 @@
  * Generated certificates: a CA ("mocksrv throwaway CA") and a server certificate signed by it,
  * both ECDSA P-256 with SHA-256, valid from an hour ago for 30 days, the server one with
  * subjectAltName DNS:<hostname>, DNS:localhost, IP:127.0.0.1, IP:::1. Made in about a
- * millisecond: two EC key generations and two signatures.
+ * millisecond: two EC key generations and two signatures. The CA is made before the ready line
+ * (which names its file); the server certificate, like the SSL_CTX, at the first handshake.
  */
 /* The generated keys use OpenSSL's EC_KEY API, deprecated in 3.0 in favour of EVP_EC_gen: a
  * provider-made key must go through OpenSSL 3.0's encoder machinery to be put in a certificate,
@@ -34,6 +35,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -49,6 +51,11 @@ struct ms_tls_ctx {
     /* the generated certificate until the SSL_CTX takes it */
     X509 *cert;
     EVP_PKEY *key;
+    /* the generated CA, which signs the server certificate at the first handshake */
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    long serial;
+    char *hostname;
     char *client_ca;
     int min_version;
 };
@@ -408,33 +415,19 @@ tls_sweep_stale(const char *tmp)
     closedir(d);
 }
 
+/* The CA: its key and certificate kept in ctx, its file written (before the ready line). */
 static int
 tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mocksrv_error *err)
 {
-    int rc = MOCKSRV_ETLS;
-    EVP_PKEY *ca_key = tls_p256_key();
-    EVP_PKEY *key = tls_p256_key();
-    X509 *ca = NULL, *cert = NULL;
-    if (!ca_key || !key) {
-        rc = tls_fail(err, "generating a P-256 key");
-        goto out;
-    }
-    char san[600];
-    tls_san(opt->hostname, san, sizeof san);
-    long serial = (long)(((uint64_t)ms_wall_ms() ^ (uint64_t)getpid() << 20) & 0x7fffffff);
-    ca = tls_make_cert(ca_key, ca_key, NULL, "mocksrv throwaway CA", serial, NULL);
-    cert = ca ? tls_make_cert(key, ca_key, ca,
-                              opt->hostname && *opt->hostname ? opt->hostname : "localhost",
-                              serial + 1, san)
-              : NULL;
-    if (!cert) {
-        rc = tls_fail(err, "making the generated certificates");
-        goto out;
-    }
-    ctx->cert = cert;
-    ctx->key = key;
-    cert = NULL;
-    key = NULL;
+    ctx->ca_key = tls_p256_key();
+    if (!ctx->ca_key)
+        return tls_fail(err, "generating a P-256 key");
+    ctx->hostname = ms_strdup(opt->hostname && *opt->hostname ? opt->hostname : "localhost");
+    ctx->serial = (long)(((uint64_t)ms_wall_ms() ^ (uint64_t)getpid() << 20) & 0x7fffffff);
+    ctx->ca =
+        tls_make_cert(ctx->ca_key, ctx->ca_key, NULL, "mocksrv throwaway CA", ctx->serial, NULL);
+    if (!ctx->ca)
+        return tls_fail(err, "making the generated certificates");
     if (opt->ca_out) {
         ctx->ca_file = ms_strdup(opt->ca_out);
     } else {
@@ -444,21 +437,30 @@ tls_generate(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt, struct mo
         tls_sweep_stale(tmp);
         char *dir = ms_asprintf("%s/mocksrv-%d-XXXXXX", tmp, getpid());
         if (!mkdtemp(dir)) {
-            rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s", dir,
-                              strerror(errno));
+            int rc = ms_error_set(err, MOCKSRV_EIO, "%s: cannot create a temporary directory: %s",
+                                  dir, strerror(errno));
             free(dir);
-            goto out;
+            return rc;
         }
         ctx->ca_dir = dir;
         ctx->ca_file = ms_asprintf("%s/ca.pem", dir);
     }
-    rc = tls_write_pem(ctx->ca_file, ca, err);
-out:
-    X509_free(ca);
-    X509_free(cert);
-    EVP_PKEY_free(ca_key);
-    EVP_PKEY_free(key);
-    return rc;
+    return tls_write_pem(ctx->ca_file, ctx->ca, err);
+}
+
+/* The server key and certificate, signed by the CA (at the first handshake). */
+static int
+tls_generate_server(struct ms_tls_ctx *ctx, struct mocksrv_error *err)
+{
+    char san[600];
+    tls_san(ctx->hostname, san, sizeof san);
+    ctx->key = tls_p256_key();
+    if (!ctx->key)
+        return tls_fail(err, "generating a P-256 key");
+    ctx->cert = tls_make_cert(ctx->key, ctx->ca_key, ctx->ca, ctx->hostname, ctx->serial + 1, san);
+    if (!ctx->cert)
+        return tls_fail(err, "making the generated certificates");
+    return MOCKSRV_OK;
 }
 
 /* ---- contexts ---- */
@@ -488,9 +490,13 @@ tls_build_ssl_ctx(struct ms_tls_ctx *ctx, const struct ms_tls_options *opt,
                                         SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx->ssl_ctx) != 1)
             return tls_fail(err, opt->key ? opt->key : opt->cert);
-    } else if (SSL_CTX_use_certificate(ctx->ssl_ctx, ctx->cert) != 1 ||
-               SSL_CTX_use_PrivateKey(ctx->ssl_ctx, ctx->key) != 1) {
-        return tls_fail(err, "using the generated certificate");
+    } else {
+        int rc = ctx->cert ? MOCKSRV_OK : tls_generate_server(ctx, err);
+        if (rc != MOCKSRV_OK)
+            return rc;
+        if (SSL_CTX_use_certificate(ctx->ssl_ctx, ctx->cert) != 1 ||
+            SSL_CTX_use_PrivateKey(ctx->ssl_ctx, ctx->key) != 1)
+            return tls_fail(err, "using the generated certificate");
     }
     if (ctx->client_ca) {
         /* Request a certificate; verify one if sent; a client without one may still go on. */
@@ -512,6 +518,13 @@ ms_tls_ctx_create(const struct ms_tls_options *opt, struct ms_tls_ctx **ctx_r,
     /* The system openssl.cnf is not read: parsing it costs about 2 ms of every start, and a
      * mock's TLS behaviour should come from its scenario, not from the host's configuration. */
     OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+    /* A SHA-256 Hash-DRBG rather than OpenSSL's default AES CTR-DRBG: instantiating the latter
+     * builds every cipher method before the ready line, while SHA-256 is fetched anyway to sign
+     * the CA. Refused once the generator exists (a second server, a host that used it): the
+     * error it queues is dropped, or SSL_get_error would later report it. */
+    ERR_set_mark();
+    RAND_set_DRBG_type(NULL, "HASH-DRBG", NULL, NULL, "SHA256");
+    ERR_pop_to_mark();
     struct ms_tls_ctx *ctx = ms_calloc(1, sizeof *ctx);
     int rc;
     ctx->min_version = opt->min_version;
@@ -548,6 +561,9 @@ ms_tls_ctx_destroy(struct ms_tls_ctx **ctxp)
     SSL_CTX_free(ctx->ssl_ctx);
     X509_free(ctx->cert);
     EVP_PKEY_free(ctx->key);
+    X509_free(ctx->ca);
+    EVP_PKEY_free(ctx->ca_key);
+    free(ctx->hostname);
     free(ctx->client_ca);
     if (ctx->ca_dir) {
         unlink(ctx->ca_file);

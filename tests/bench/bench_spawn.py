@@ -4,7 +4,11 @@
 Measured in one run, interleaved round by round (so drift hits every row alike):
 
   mocksrv ready line   fork/exec of `mocksrv --ephemeral` until the complete ready line is read
-                       from its stdout (what a test suite waits for); target median < 5 ms
+                       from its stdout (what a test suite waits for; the embedded default
+                       scenario, TLS listeners included); targets: median < 5 ms, and at most
+                       0.5x smtp-sink's first 220 (the row below) in the same run
+  before: ready line   the same for an older build given with --before BIN (optional), so a
+                       change is measured against its base in the same run
   mocksrv first 220    fork/exec of `mocksrv --listen smtp=127.0.0.1:PORT` until a poll-connect
                        succeeds and the 220 greeting is read: the same method as the peer
   smtp-sink first 220  Postfix smtp-sink (peer): fork/exec of `smtp-sink 127.0.0.1:PORT 100` until
@@ -19,7 +23,7 @@ Measured in one run, interleaved round by round (so drift hits every row alike):
 Poll-connect retries every 0.1 ms (a refused connect on loopback fails at once). Each server is
 stopped with SIGTERM by PID after its sample and must exit; mocksrv must exit 0.
 
-Usage: bench_spawn.py [-n RUNS]   (default 200)
+Usage: bench_spawn.py [-n RUNS] [--before OLD_MOCKSRV]   (default 200 runs)
 """
 
 import argparse
@@ -37,9 +41,9 @@ import benchlib as bl  # noqa: E402
 TIMEOUT = 5.0  # per sample
 
 
-def sample_mocksrv_ready():
+def sample_mocksrv_ready(binary=None):
     t0 = time.perf_counter_ns()
-    proc = subprocess.Popen([bl.mocksrv_bin(), "--ephemeral"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([binary or bl.mocksrv_bin(), "--ephemeral"], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     line = bl.read_line(proc.stdout.fileno(), time.monotonic() + TIMEOUT)
     t1 = time.perf_counter_ns()
@@ -129,7 +133,11 @@ def main():
     ap.add_argument("-n", type=int, default=200, help="runs per row (default 200)")
     ap.add_argument("--dovecot-n", type=int, default=30,
                     help="runs of the Dovecot row (default 30: its stop takes about a second)")
+    ap.add_argument("--before", default=None,
+                    help="an older mocksrv binary: its ready line is measured too")
     args = ap.parse_args()
+    if args.before and not bl.have(args.before):
+        sys.exit(f"bench_spawn: no binary at {args.before}")
     n = max(1, min(args.n, 100000))
     dovecot_n = max(0, min(args.dovecot_n, n))
 
@@ -139,6 +147,10 @@ def main():
          lambda: sample_first_220(
              lambda p: [bl.mocksrv_bin(), "--listen", f"smtp={bl.HOST}:{p}"], "mocksrv")),
     ]
+    before_row = None
+    if args.before:
+        before_row = f"before (`{args.before}`) --ephemeral: ready line"
+        rows.append((before_row, lambda: sample_mocksrv_ready(args.before)))
     if bl.have(bl.SMTP_SINK):
         rows.append(("smtp-sink 127.0.0.1:PORT 100: first 220",
                      lambda: sample_first_220(lambda p: bl.smtp_sink_cmd(p), "smtp-sink")))
@@ -184,10 +196,18 @@ def main():
     out.append(f"Target: mocksrv ready-line median < 5 ms: {'met' if med < 5 else 'NOT met'} "
                f"({med:.2f} ms).")
     if bl.have(bl.SMTP_SINK):
+        sink_row = next(name for name, _ in rows if name.startswith("smtp-sink"))
         a = bl.summary_ms(samples[rows[1][0]])["median"]
-        b = bl.summary_ms(samples[rows[2][0]])["median"]
+        b = bl.summary_ms(samples[sink_row])["median"]
         out.append(f"First 220, same method: mocksrv {a:.2f} ms vs smtp-sink {b:.2f} ms "
                    f"(ratio {a / b:.2f}).")
+        out.append(f"Target: mocksrv ready line <= 0.5x smtp-sink's first 220: "
+                   f"{'met' if med <= 0.5 * b else 'NOT met'} ({med:.2f} / {b:.2f} ms = "
+                   f"{med / b:.2f}).")
+        if before_row:
+            c = bl.summary_ms(samples[before_row])["median"]
+            out.append(f"Before: ready line {c:.2f} ms ({c / b:.2f}x smtp-sink); after/before "
+                       f"{med / c:.2f}.")
     bl.append_results("\n".join(out))
 
 

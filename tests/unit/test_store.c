@@ -1,9 +1,13 @@
 /*
  * test_store.c - the mailbox store: UID assignment, explicit UIDs, expunge, flags and keywords,
- * the change log, INBOX case-insensitivity, shared immutable bytes, building from a scenario.
+ * the change log, INBOX case-insensitivity, shared immutable bytes, building from a scenario,
+ * and what a stored message costs in memory.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "scenario.h"
 #include "store.h"
@@ -188,6 +192,123 @@ START_TEST(test_build_from_scenario)
 }
 END_TEST
 
+/* ---- memory per stored message ---- */
+
+/* Resident bytes of this process. */
+static size_t
+rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long size = 0, resident = 0;
+    ck_assert_int_eq(fscanf(f, "%lu %lu", &size, &resident), 2);
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct ms_store *
+load_store(const char *yaml, struct ms_scenario **sc_r)
+{
+    struct mocksrv_error err = {0};
+    ck_assert_msg(ms_scenario_load_string(yaml, strlen(yaml), "t.yaml", ".", sc_r, &err) ==
+                      MOCKSRV_OK,
+                  "%s", err.message);
+    struct ms_store *st = NULL;
+    ck_assert_msg(ms_store_load_scenario(*sc_r, 5, &st, &err) == MOCKSRV_OK, "%s", err.message);
+    return st;
+}
+
+/* 5,000 generated 4 KiB messages grow RSS by at most 1.3x their bytes (kept at the capacity of
+ * a buffer reserved with slack, they cost twice that). */
+START_TEST(test_generated_memory)
+{
+    static const char yaml[] = "version: 1\n"
+                               "users:\n"
+                               "  alice:\n"
+                               "    password: secret\n"
+                               "    mailboxes:\n"
+                               "      INBOX:\n"
+                               "        messages:\n"
+                               "          - generate: { count: 5000, size: 4KiB }\n";
+    /* RSS in 4 KiB pages: with transparent huge pages, heaps and pools grow by 2 MiB */
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    struct ms_scenario *sc = NULL;
+    struct mocksrv_error err = {0};
+    ck_assert_msg(ms_scenario_load_string(yaml, sizeof yaml - 1, "t.yaml", ".", &sc, &err) ==
+                      MOCKSRV_OK,
+                  "%s", err.message);
+    size_t before = rss_bytes();
+    struct ms_store *st = NULL;
+    ck_assert_msg(ms_store_load_scenario(sc, 5, &st, &err) == MOCKSRV_OK, "%s", err.message);
+    size_t after = rss_bytes();
+    struct ms_mailbox *inbox = ms_store_mailbox(ms_store_account(st, "alice", 0), "INBOX");
+    ck_assert_uint_eq(inbox->n_msgs, 5000);
+    uint64_t bytes = ms_store_mailbox_size(inbox);
+    double ratio = after > before ? (double)(after - before) / (double)bytes : 0;
+    ck_assert_msg(ratio <= 1.3,
+                  "got %zu bytes of RSS for %llu bytes of messages (%.2fx), want <= 1.3x",
+                  after - before, (unsigned long long)bytes, ratio);
+    ms_store_destroy(&st);
+    ms_scenario_destroy(&sc);
+}
+END_TEST
+
+/* Every blob occupies its size (header and allocator rounding aside): a small generated batch
+ * and inline messages (malloc'ed one by one) and a large batch (carved from pools). A blob
+ * referenced elsewhere outlives the store that made it, pooled or not. */
+START_TEST(test_blob_footprint)
+{
+    static const char yaml[] = "version: 1\n"
+                               "users:\n"
+                               "  alice:\n"
+                               "    password: secret\n"
+                               "    mailboxes:\n"
+                               "      INBOX:\n"
+                               "        messages:\n"
+                               "          - raw: \"Subject: a\\n\\nbody\\n\"\n"
+                               "          - generate: { count: 10, size: 4KiB }\n"
+                               "          - generate: { count: 2000, size: 4KiB }\n";
+    struct ms_scenario *sc = NULL;
+    struct ms_store *st = load_store(yaml, &sc);
+    struct ms_mailbox *inbox = ms_store_mailbox(ms_store_account(st, "alice", 0), "INBOX");
+    ck_assert_uint_eq(inbox->n_msgs, 2011);
+    for (size_t i = 0; i < inbox->n_msgs; i++) {
+        const struct ms_blob *b = inbox->msgs[i]->blob;
+        size_t exact = sizeof *b + b->len + 1;
+        ck_assert_msg(ms_blob_footprint(b) >= exact && ms_blob_footprint(b) <= exact + 16,
+                      "message %zu: got a footprint of %zu bytes, want %zu..%zu", i,
+                      ms_blob_footprint(b), exact, exact + 16);
+        ck_assert_int_eq(b->data[b->len], '\0');
+    }
+    /* the first pooled message, the last one, and a malloc'ed one outlive the store */
+    struct ms_blob *kept[3] = {ms_blob_ref(inbox->msgs[11]->blob),
+                               ms_blob_ref(inbox->msgs[2010]->blob),
+                               ms_blob_ref(inbox->msgs[5]->blob)};
+    char *copies[3];
+    for (size_t i = 0; i < 3; i++)
+        copies[i] = ms_strndup(kept[i]->data, kept[i]->len);
+    ms_store_destroy(&st);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_mem_eq(kept[i]->data, copies[i], kept[i]->len);
+        ms_blob_unref(&kept[i]);
+        ck_assert_ptr_null(kept[i]);
+        free(copies[i]);
+    }
+    ms_scenario_destroy(&sc);
+
+    /* a buffer grown by doubling is stored at its length, not its capacity */
+    struct ms_buf buf = {0};
+    for (int i = 0; i < 4096; i++)
+        ms_buf_putc(&buf, 'x');
+    ck_assert_uint_ge(buf.cap, 8192);
+    struct ms_blob *b = ms_blob_from_buf(&buf);
+    ck_assert_ptr_null(buf.data);
+    ck_assert_uint_eq(b->len, 4096);
+    ck_assert_uint_le(ms_blob_footprint(b), sizeof *b + 4096 + 1 + 16);
+    ms_blob_unref(&b);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -198,6 +319,8 @@ main(void)
     tcase_add_test(tc, test_flags_and_change_log);
     tcase_add_test(tc, test_mailboxes_and_flag_names);
     tcase_add_test(tc, test_build_from_scenario);
+    tcase_add_test(tc, test_generated_memory);
+    tcase_add_test(tc, test_blob_footprint);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
