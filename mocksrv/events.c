@@ -191,6 +191,9 @@ ms_transcript(struct ms_events *ev, unsigned session, const char *listener, char
     ms_buf_fini(&out);
 }
 
+static void events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap)
+    MS_PRINTF(3, 0);
+
 static void
 events_log(struct ms_events *ev, const char *prefix, const char *fmt, va_list ap)
 {
