@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 "$(dirname "$0")/setup.sh"
 build="${BUILD_DIR:-build}"
-if [ "${CI:-}" = "true" ]; then werror="${MOCKSRV_WERROR:-ON}"; else werror="${MOCKSRV_WERROR:-OFF}"; fi
+werror="${MOCKSRV_WERROR:-OFF}"
+if [ "${CI:-}" = "true" ]; then werror="${MOCKSRV_WERROR:-ON}"; fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" \
     -DMOCKSRV_WERROR="$werror" "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"

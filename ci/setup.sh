@@ -16,7 +16,7 @@ packages=(
     libio-socket-inet6-perl                     # swaks to ::1 (Recommends)
     libauthen-sasl-perl                         # swaks --auth (Suggests)
     fetchmail                                   # POP3 interop client (test_pop3_fetchmail.py)
-    clang libclang-rt-14-dev                    # fuzz seed regression (ctest fuzz_seeds), ci/variants.sh
+    clang libclang-rt-14-dev                    # ctest fuzz_seeds; ci/variants.sh's clang build
     util-linux mount procps coreutils           # prlimit, mount -t tmpfs, ps/pgrep, timeout, nproc
 )
 

@@ -28,21 +28,25 @@ clang_build() {
 # A PATH without python3 and the openssl program, and a pkg-config path without check.pc, in
 # $1: what a machine with only the library's dependencies offers.
 without_test_tools() {
-    local dir="$1" d f
+    local dir="$1" d f link
+    local -a dirs
     mkdir -p "$dir/bin" "$dir/pkgconfig"
     IFS=: read -r -a dirs <<<"$PATH"
     for d in "${dirs[@]}"; do
         for f in "$d"/*; do
+            [ -e "$f" ] || continue # an empty or missing directory leaves the pattern itself
             case "${f##*/}" in python* | openssl | checkmk) continue ;; esac
-            [ -e "$dir/bin/${f##*/}" ] || ln -s "$f" "$dir/bin/${f##*/}"
+            link="$dir/bin/${f##*/}"
+            [ -L "$link" ] || ln -s "$f" "$link" # the first in PATH wins, as in a shell
         done
     done
     IFS=: read -r -a dirs <<<"$(pkg-config --variable pc_path pkg-config)"
     for d in "${dirs[@]}"; do
         for f in "$d"/*.pc; do
             [ -e "$f" ] || continue
-            case "${f##*/}" in check.pc) continue ;; esac
-            [ -e "$dir/pkgconfig/${f##*/}" ] || ln -s "$f" "$dir/pkgconfig/${f##*/}"
+            [ "${f##*/}" != check.pc ] || continue
+            link="$dir/pkgconfig/${f##*/}"
+            [ -L "$link" ] || ln -s "$f" "$link"
         done
     done
 }
