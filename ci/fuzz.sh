@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang into build-fuzz/ and fuzzes each one for
 # FUZZ_SECONDS (default 60) with its seed corpus and dictionary. Any crash, leak, timeout or
-# broken invariant fails the run; the input that caused it is kept in build-fuzz/artifacts/.
-# Run by hand, not by CI (the seed regression below is what CI may run).
+# broken invariant fails the run; the input that caused it is kept in
+# FUZZ_BUILD_DIR/artifacts/<target>/ (in both modes: nothing is written into the source tree).
+# Run by hand, not by CI (the seed regression below is what CI runs, as ctest's fuzz_seeds).
 #
 #   ci/fuzz.sh                      build, then fuzz every target
 #   ci/fuzz.sh fuzz_smtp fuzz_dot   only these targets
-#   ci/fuzz.sh --regress [TARGET..] build, then run every seed once (-runs=0), no fuzzing
+#   ci/fuzz.sh --regress [TARGET..] build, then run every seed once (-runs=0), no fuzzing;
+#                                   fuzz_smtp's seeds once more with every connect() interrupted
+#                                   (tests/fuzz/eintr_connect.c, LD_PRELOAD), and the inputs of
+#                                   tests/fuzz/crashers with MOCKSRV_FUZZ_STRICT=1
 #
 # Environment:
 #   FUZZ_SECONDS     seconds per target (default 60)
@@ -21,6 +25,7 @@
 # Reproduce a failure with: FUZZ_BUILD_DIR/fuzz/<target> <artifact file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
+src="$(pwd)"
 
 regress=0
 if [ "${1:-}" = "--regress" ]; then
@@ -94,31 +99,54 @@ cmake -S . -B "$build/lib" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDe
 cmake --build "$build/lib" --target mocksrv_internal -j "$(nproc)"
 cmake -S tests/fuzz -B "$build/fuzz" -DCMAKE_C_COMPILER="$cc" \
     -DMOCKSRV_LIB_BUILD="$build/lib" >/dev/null
-cmake --build "$build/fuzz" -j "$(nproc)" --target "${targets[@]}"
+build_targets=("${targets[@]}")
+if [[ " ${targets[*]} " == *" fuzz_smtp "* ]]; then build_targets+=(eintr_connect); fi
+cmake --build "$build/fuzz" -j "$(nproc)" --target "${build_targets[@]}"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 # ---- run ----
 
+# From the build directory: whatever libFuzzer writes where it stands (fuzz-N.log with -jobs, a
+# crash-* file had -artifact_prefix been forgotten) lands there, not in the source tree.
+cd "$build"
+
+# Runs target $1 once on each of the inputs (files or directories) in the array "inputs"; $2
+# names the pass, the rest (env VAR=value ...) goes before the command.
+run_seeds() {
+    local t="$1" pass="$2" log="$build/$1.$2.log"
+    shift 2
+    echo "== $t: seed regression, $pass ($(find "${inputs[@]}" -type f | wc -l) inputs)"
+    if ! "$@" "$build/fuzz/$t" -runs=0 -timeout=20 -dict="$src/tests/fuzz/$t.dict" \
+        -artifact_prefix="$build/artifacts/$t/" "${inputs[@]}" >"$log" 2>&1; then
+        failed+=("$t ($pass)")
+        tail -n 60 "$log" >&2
+        echo "ci/fuzz.sh: $t failed ($pass); input in $build/artifacts/$t/, log in $log" >&2
+    else
+        grep -E "INITED|Done|^Executed" "$log" || true
+    fi
+}
+
 failed=()
 for t in "${targets[@]}"; do
-    seeds="tests/fuzz/corpus/$t"
-    dict="tests/fuzz/$t.dict"
+    seeds="$src/tests/fuzz/corpus/$t"
+    dict="$src/tests/fuzz/$t.dict"
+    artifacts="$build/artifacts/$t"
+    mkdir -p "$artifacts"
     if [ $regress -eq 1 ]; then
-        echo "== $t: seed regression ($(find "$seeds" -type f | wc -l) inputs)"
-        if ! "$build/fuzz/$t" -runs=0 -timeout=20 -dict="$dict" "$seeds" \
-            >"$build/$t.regress.log" 2>&1; then
-            failed+=("$t")
-            tail -n 60 "$build/$t.regress.log" >&2
-        else
-            grep -E "INITED|Done" "$build/$t.regress.log" || true
+        inputs=("$seeds")
+        run_seeds "$t" regress env
+        if [ "$t" = fuzz_smtp ]; then
+            run_seeds "$t" eintr env LD_PRELOAD="$build/fuzz/libeintr_connect.so"
+            # Fixed server bugs (tests/fuzz/crashers/README.md), with the strict reply checks.
+            mapfile -t inputs < <(find "$src/tests/fuzz/crashers" -type f ! -name '*.md' | sort)
+            run_seeds "$t" crashers env MOCKSRV_FUZZ_STRICT=1
         fi
         continue
     fi
     work="$build/corpus/$t"
-    artifacts="$build/artifacts/$t"
-    mkdir -p "$work" "$artifacts"
+    mkdir -p "$work"
     echo "== $t: fuzzing for ${seconds}s"
     # The first corpus directory receives new inputs; the seeds are only read.
     # shellcheck disable=SC2086

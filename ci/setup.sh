@@ -3,13 +3,21 @@
 # Only missing packages are installed; needs root (or sudo) when something is missing.
 set -euo pipefail
 
+# Installed with --no-install-recommends, so whatever a test needs from a package's Recommends is
+# listed here by name. Checked on a fresh debootstrap root (required + important + ca-certificates)
+# with ../shared/tools/fresh-ci; the last line is in such a root already, listed so that a smaller
+# image (a container) gets it too.
 packages=(
-    build-essential cmake pkg-config            # toolchain
+    build-essential cmake pkg-config            # toolchain (gcc, make, cc for the build and tests)
     libssl-dev libyaml-dev libjansson-dev       # OpenSSL 3, libyaml, jansson
     check libsubunit-dev                        # unit tests (check links subunit on Debian)
-    python3 curl swaks openssl                  # interop clients we did not write
+    python3 curl swaks openssl                  # interop clients we did not write; certs/gen.sh
+    libnet-ssleay-perl libio-socket-ssl-perl    # swaks --tls (swaks only Recommends them)
+    libio-socket-inet6-perl                     # swaks to ::1 (Recommends)
+    libauthen-sasl-perl                         # swaks --auth (Suggests)
     fetchmail                                   # POP3 interop client (test_pop3_fetchmail.py)
-    clang libclang-rt-14-dev                    # fuzz targets' seed regression (ctest fuzz_seeds)
+    clang libclang-rt-14-dev                    # ctest fuzz_seeds; ci/variants.sh's clang build
+    util-linux mount procps coreutils           # prlimit, mount -t tmpfs, ps/pgrep, timeout, nproc
 )
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds mocksrv and runs every test (unit and interop) through ctest.
+# Builds mocksrv and runs every test (unit and interop) through ctest. With CI=true the build
+# treats warnings as errors (-DMOCKSRV_WERROR=ON, see ci/build.sh); extra arguments go to cmake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BUILD_DIR="${BUILD_DIR:-build}"

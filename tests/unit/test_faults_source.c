@@ -52,8 +52,8 @@ START_TEST(test_source_same_for_spellings)
         "  - name: r\n    when: { command: NOOP, nth: 2 }\n    reply: \"250 x\"\n",
         "  - name: r\n    when:\n      command: NOOP\n      nth: 2\n    reply: \"250 x\"\n",
         "  - { name: r, when: { command: NOOP, nth: 2 }, reply: \"250 x\" }\n",
-        "  # a comment\n  - name: r   # another\n    when: {command:   NOOP, nth: 2}\n"
-        "    reply: \"250 x\"\n",
+        ("  # a comment\n  - name: r   # another\n    when: {command:   NOOP, nth: 2}\n"
+         "    reply: \"250 x\"\n"),
         "  - name: r\n    when: { command: NOOP, nth: 2 }\n    reply: '250 x'\n",
     };
     char *want = source_of(same[0]);

@@ -546,8 +546,9 @@ START_TEST(test_cram_generated_round_trip)
     struct ms_sasl *sasl = ms_sasl_create(MS_AUTH_CRAM_MD5, "pop.example", 1234567);
     const char *chal = NULL;
     ck_assert(ms_sasl_step(sasl, NULL, 0, &chal) == MS_SASL_CONTINUE);
-    size_t clen;
+    size_t clen = 0;
     char *plain = unb64(chal, &clen);
+    ck_assert_msg(plain != NULL, "CRAM-MD5 challenge \"%s\" is not base64", chal);
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mac_len = 0;
     ck_assert(EVP_Q_mac(NULL, "HMAC", NULL, "MD5", NULL, "s3cret", 6, (unsigned char *)plain, clen,
