@@ -12,6 +12,7 @@ packages=(
     libssl-dev libyaml-dev libjansson-dev       # OpenSSL 3, libyaml, jansson
     check libsubunit-dev                        # unit tests (check links subunit on Debian)
     python3 curl swaks openssl                  # interop clients we did not write; certs/gen.sh
+    groff-base                                  # docs_man: the man pages render without a warning
     libnet-ssleay-perl libio-socket-ssl-perl    # swaks --tls (swaks only Recommends them)
     libio-socket-inet6-perl                     # swaks to ::1 (Recommends)
     libauthen-sasl-perl                         # swaks --auth (Suggests)
