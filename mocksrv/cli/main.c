@@ -371,11 +371,6 @@ main(int argc, char **argv)
         status = EXIT_USAGE;
         goto out;
     }
-    if (cli.check) {
-        printf("%s: ok\n", cli.scenario ? cli.scenario : "<default>");
-        status = 0;
-        goto out;
-    }
 
     mocksrv_set_verbosity(srv, cli.verbosity);
     mocksrv_set_ephemeral(srv, cli.ephemeral);
@@ -395,6 +390,13 @@ main(int argc, char **argv)
             status = EXIT_USAGE;
             goto out;
         }
+    }
+    /* --check validates what start would refuse without binding: the scenario and the
+     * --listen names (an unknown one, or imap) */
+    if (cli.check) {
+        printf("%s: ok\n", cli.scenario ? cli.scenario : "<default>");
+        status = 0;
+        goto out;
     }
     if ((cli.spool && mocksrv_set_spool(srv, cli.spool, &err) != MOCKSRV_OK) ||
         (cli.events && mocksrv_set_events_file(srv, cli.events, &err) != MOCKSRV_OK)) {

@@ -58,6 +58,17 @@ class CheckAndUsageTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertRegex(r.stderr.decode(), r"syntax\.yaml:\d+:\d+: ")
 
+    def test_check_refuses_what_start_refuses_in_listen(self):
+        # --check answers as a start would: an IMAP listener or an unknown name is exit 2
+        for spec, words in (("imap=0", "IMAP is not served"), ("nosuch=0", "nosuch")):
+            with self.subTest(spec=spec):
+                r = run("--check", "--listen", spec)
+                self.assertEqual(r.returncode, 2, r.stdout)
+                self.assertEqual(r.stdout, b"")
+                self.assertIn(words, r.stderr.decode())
+        r = run("--check", "--listen", "pop3=0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_bad_scenario_never_starts(self):
         # Without --check too: exit 2, no ready line (SPEC 8: never half-configured).
         r = run("--ephemeral", scenario("bad/range.yaml"))
