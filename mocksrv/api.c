@@ -87,13 +87,14 @@ mocksrv_free(struct mocksrv *m)
     free(m);
 }
 
+#define API_THREAD_RUNS "the server's thread runs (mocksrv_start): call mocksrv_stop first"
+
 /* MOCKSRV_OK when the server is at rest (see the top of the file), else MOCKSRV_ESTATE. */
 static int
 api_check_rest(struct mocksrv *m, struct mocksrv_error *err)
 {
     if (m->srv.thread_running)
-        return ms_error_set(err, MOCKSRV_ESTATE,
-                            "the server's thread runs (mocksrv_start): call mocksrv_stop first");
+        return ms_error_set(err, MOCKSRV_ESTATE, API_THREAD_RUNS);
     if (m->srv.bound && !m->srv.stopped)
         return ms_error_set(err, MOCKSRV_ESTATE,
                             "the server is bound: this is allowed before mocksrv_bind or "
@@ -216,11 +217,7 @@ static int
 api_check_listener_name(struct mocksrv *m, const char *spec, const char *name,
                         struct mocksrv_error *err)
 {
-    struct ms_server *srv = &m->srv;
-    if (srv->thread_running)
-        return ms_error_set(err, MOCKSRV_ESTATE,
-                            "the server's thread runs (mocksrv_start): the state is read after "
-                            "mocksrv_stop");
+    struct ms_server *srv = &m->srv; /* at rest: mocksrv_listen checked it */
     int rc = ms_server_ensure_scenario(srv, err);
     if (rc != MOCKSRV_OK)
         return rc;
@@ -425,8 +422,7 @@ api_bind(struct mocksrv *m, struct mocksrv_error *err)
 {
     struct ms_server *srv = &m->srv;
     if (srv->thread_running)
-        return ms_error_set(err, MOCKSRV_ESTATE,
-                            "the server's thread runs (mocksrv_start): call mocksrv_stop first");
+        return ms_error_set(err, MOCKSRV_ESTATE, API_THREAD_RUNS);
     if (srv->bound && !srv->stopped)
         return ms_error_set(err, MOCKSRV_ESTATE,
                             "the server is already bound: call mocksrv_stop before binding again");
@@ -750,9 +746,7 @@ api_format_state(struct mocksrv *m, const char *path, struct ms_buf *out, struct
 {
     struct ms_server *srv = &m->srv;
     if (srv->thread_running)
-        return ms_error_set(err, MOCKSRV_ESTATE,
-                            "the server's thread runs (mocksrv_start): the state is read after "
-                            "mocksrv_stop");
+        return ms_error_set(err, MOCKSRV_ESTATE, API_THREAD_RUNS);
     int rc = ms_server_ensure_scenario(srv, err);
     if (rc != MOCKSRV_OK)
         return rc;
