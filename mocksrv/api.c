@@ -276,7 +276,7 @@ mocksrv_listen(struct mocksrv *m, const char *spec, struct mocksrv_error *err)
 int
 mocksrv_set_seed(struct mocksrv *m, uint64_t seed)
 {
-    if (!m)
+    if (!m || seed > INT64_MAX)
         return MOCKSRV_EINVAL;
     int rc = api_check_rest(m, NULL);
     if (rc == MOCKSRV_OK) {

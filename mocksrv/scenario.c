@@ -1356,7 +1356,8 @@ scenario_parse_seed(struct scenario_ctx *ctx, const struct scenario_node *key,
                     const struct scenario_node *val, const char *path, void *base)
 {
     struct ms_scenario *sc = base;
-    int rc = scenario_get_uint(ctx, val, path, 0, UINT64_MAX, &sc->seed);
+    /* at most 2^63-1: what --seed takes and the ready line's JSON integer carries */
+    int rc = scenario_get_uint(ctx, val, path, 0, INT64_MAX, &sc->seed);
     if (rc == MOCKSRV_OK)
         sc->has_seed = 1;
     return rc;

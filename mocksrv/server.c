@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -729,6 +730,18 @@ ms_server_unbind(struct ms_server *srv)
     srv->bound = 0;
 }
 
+/* A seed for a run that names none: from the kernel's generator (the clock and the PID only if
+ * it cannot answer), so that runs started together draw unrelated seeds; below 2^63 like every
+ * seed, so the ready line shows it and --seed N replays it. */
+static uint64_t
+server_draw_seed(void)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = ((uint64_t)ms_wall_ms() * 2654435761u) ^ (uint64_t)getpid() << 32;
+    return seed & INT64_MAX;
+}
+
 int
 ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
 {
@@ -739,7 +752,7 @@ ms_server_bind(struct ms_server *srv, struct mocksrv_error *err)
         return rc;
     struct ms_scenario *sc = srv->sc;
     if (!srv->seed_set)
-        srv->seed = sc->has_seed ? sc->seed : ((uint64_t)ms_wall_ms() * 2654435761u) ^ getpid();
+        srv->seed = sc->has_seed ? sc->seed : server_draw_seed();
     if (!srv->store) {
         rc = ms_store_load_scenario(sc, srv->seed, &srv->store, err);
         if (rc != MOCKSRV_OK)

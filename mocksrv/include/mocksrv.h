@@ -113,7 +113,8 @@ MOCKSRV_API int mocksrv_set_bind_host(struct mocksrv *srv, const char *host);
  * smtp smtps submission lmtp pop3 pop3s to add it. An unknown NAME is MOCKSRV_EINVAL, imap and
  * imaps MOCKSRV_EUNSUPPORTED (IMAP is not served by this version), at this call. */
 MOCKSRV_API int mocksrv_listen(struct mocksrv *srv, const char *spec, struct mocksrv_error *err);
-/* The seed of every random draw, instead of the scenario's or a random one. */
+/* The seed of every random draw, instead of the scenario's or a random one: 0 to 2^63-1
+ * (MOCKSRV_EINVAL above; a scenario's seed and a drawn one stay in that range too). */
 MOCKSRV_API int mocksrv_set_seed(struct mocksrv *srv, uint64_t seed);
 /* Directory receiving NNNNNN.eml and NNNNNN.json for every accepted message (created if absent). */
 MOCKSRV_API int mocksrv_set_spool(struct mocksrv *srv, const char *dir, struct mocksrv_error *err);

@@ -70,7 +70,7 @@ START_TEST(test_full_fixture)
         unsigned long long got, want;
     } nums[] = {
         {"version", (unsigned long long)sc->version, 1},
-        {"seed", sc->seed, 18446744073709551615ull},
+        {"seed", sc->seed, 9223372036854775807ull},
         {"has_seed", (unsigned long long)sc->has_seed, 1},
         {"n_listeners", sc->n_listeners, 6},
         {"tls.min_version", (unsigned long long)sc->tls.min_version, 0x0303},
@@ -608,6 +608,31 @@ START_TEST(test_file_messages)
     ck_assert_str_eq(err.message, msg);
     ck_assert_int_eq(err.line, 6);
     ck_assert_int_eq(err.column, 28);
+}
+END_TEST
+
+START_TEST(test_seed_range)
+{
+    /* A seed is at most 2^63-1: what --seed takes and the ready line carries, so that a run
+     * always replays from the seed its ready line shows. */
+    struct ms_scenario *sc = NULL;
+    struct mocksrv_error err = {0};
+    const char *max = "version: 1\nseed: 9223372036854775807\n";
+    ck_assert_int_eq(ms_scenario_load_string(max, strlen(max), "s.yaml", ".", &sc, &err),
+                     MOCKSRV_OK);
+    ck_assert_uint_eq(sc->seed, 9223372036854775807ull);
+    ms_scenario_destroy(&sc);
+    const char *over = "version: 1\nseed: 9223372036854775808\n";
+    ck_assert_int_eq(ms_scenario_load_string(over, strlen(over), "s.yaml", ".", &sc, &err),
+                     MOCKSRV_ESCENARIO);
+    ck_assert_ptr_null(sc);
+    ck_assert_msg(strncmp(err.message, "s.yaml:2:7: seed: ", 18) == 0, "%s", err.message);
+    ck_assert_int_eq(err.line, 2);
+
+    struct mocksrv *srv = mocksrv_new();
+    ck_assert_int_eq(mocksrv_set_seed(srv, 9223372036854775808ull), MOCKSRV_EINVAL);
+    ck_assert_int_eq(mocksrv_set_seed(srv, 9223372036854775807ull), MOCKSRV_OK);
+    mocksrv_free(srv);
 }
 END_TEST
 
@@ -1760,6 +1785,7 @@ scenario_suite(void)
     tc = tcase_create("values");
     tcase_add_test(tc, test_parse_size);
     tcase_add_test(tc, test_parse_duration);
+    tcase_add_test(tc, test_seed_range);
     tcase_add_test(tc, test_parse_date);
     tcase_add_test(tc, test_find_user);
     tcase_add_test(tc, test_listener_standard);

@@ -2,7 +2,7 @@
  * test_server.c - the server's message list as event callbacks see it: when the "message" event
  * of a message fires, mocksrv_message_get already returns that message (the callback runs on the
  * loop thread, with the list's lock free). Driven through the public API over loopback with a
- * small SMTP client written here.
+ * small SMTP client written here. And the seed a run draws when it names none.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -150,6 +150,39 @@ START_TEST(test_message_listed_before_its_event)
 }
 END_TEST
 
+/* A run without a seed draws one: below 2^63 (the ready line's JSON integer shows it and
+ * --seed N takes it back), and unrelated between runs started together. The clock-based draw
+ * this replaced gave 64 binds within a second the same upper bits, bit 62 included. */
+START_TEST(test_drawn_seeds)
+{
+    enum { RUNS = 64 };
+    uint64_t seeds[RUNS], high = 0, low = 0;
+    for (int i = 0; i < RUNS; i++) {
+        struct mocksrv *srv = mocksrv_new();
+        struct mocksrv_error err = {0};
+        ck_assert_int_eq(mocksrv_load_string(srv, scenario, sizeof scenario - 1, "s.yaml", &err),
+                         MOCKSRV_OK);
+        ck_assert_int_eq(mocksrv_set_ephemeral(srv, 1), MOCKSRV_OK);
+        ck_assert_msg(mocksrv_bind(srv, &err) == MOCKSRV_OK, "bind: %s", err.message);
+        seeds[i] = mocksrv_seed(srv);
+        char *ready = mocksrv_ready_json(srv);
+        char want[64];
+        snprintf(want, sizeof want, "\"seed\":%llu,", (unsigned long long)seeds[i]);
+        ck_assert_msg(strstr(ready, want) != NULL, "%s lacks %s", ready, want);
+        free(ready);
+        ck_assert_int_ge(mocksrv_stop(srv), 0);
+        mocksrv_free(srv);
+        ck_assert_msg(seeds[i] <= INT64_MAX, "seed %llu >= 2^63", (unsigned long long)seeds[i]);
+        high |= seeds[i] >> 62 & 1;
+        low |= !(seeds[i] >> 62 & 1);
+        for (int k = 0; k < i; k++)
+            ck_assert_msg(seeds[k] != seeds[i], "runs %d and %d drew the same seed", k, i);
+    }
+    /* 64 independent draws all agree on bit 62 once in 2^63 */
+    ck_assert_msg(high && low, "bit 62 of 64 drawn seeds never changed");
+}
+END_TEST
+
 static Suite *
 server_suite(void)
 {
@@ -157,6 +190,7 @@ server_suite(void)
     TCase *tc = tcase_create("messages");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_message_listed_before_its_event);
+    tcase_add_test(tc, test_drawn_seeds);
     suite_add_tcase(s, tc);
     return s;
 }
