@@ -1,5 +1,6 @@
 /*
- * base.c - errors, allocation, byte buffers, time and small string helpers (see base.h).
+ * base.c - errors, allocation, byte buffers, time, the seeded draw and small string helpers
+ * (see base.h).
  *
  * Not here: anything that does I/O besides ms_die's last words on stderr.
  */
@@ -235,6 +236,18 @@ ms_buf_steal(struct ms_buf *b, size_t *len_r)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+uint64_t
+ms_draw(uint64_t seed, uint64_t rule, uint64_t session, uint64_t match, uint64_t k)
+{
+    /* Each coordinate goes through a full mix before the next joins, so neighbouring
+     * coordinates give unrelated draws. */
+    uint64_t x = ms_splitmix64(seed);
+    x = ms_splitmix64(x ^ rule);
+    x = ms_splitmix64(x ^ session);
+    x = ms_splitmix64(x ^ match);
+    return ms_splitmix64(x ^ k);
 }
 
 int

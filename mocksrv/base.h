@@ -1,6 +1,7 @@
 /*
  * base.h - the bottom layer every module may include: error codes, allocation that aborts on
- * out-of-memory, growable byte buffers, time, and assertions kept in release builds.
+ * out-of-memory, growable byte buffers, time, the seeded draw, and assertions kept in release
+ * builds.
  *
  * No I/O here except ms_die() writing to stderr. Nothing in this layer knows about mail,
  * sockets or the event loop.
@@ -69,6 +70,42 @@ void ms_buf_vprintf(struct ms_buf *b, const char *fmt, va_list ap) MS_PRINTF(2, 
 void ms_buf_consume(struct ms_buf *b, size_t n);
 /* Hands the bytes to the caller (who frees them) and leaves b empty. */
 char *ms_buf_steal(struct ms_buf *b, size_t *len_r);
+
+/*
+ * The seeded draw: SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
+ * generators", 2014). Pure functions of their arguments, so whatever is drawn from a seed (fault
+ * decisions, generated messages, challenges, UIDVALIDITY) replays from it, in any version:
+ * changing one of these changes every replay (tests/unit/test_base.c pins the values).
+ */
+#define MS_GOLDEN_GAMMA 0x9e3779b97f4a7c15ull /* SplitMix64's increment: 2^64 / golden ratio */
+
+/* The finaliser alone (Stafford's mix 13): a bijection of 64 bits, well spread. */
+static inline uint64_t
+ms_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The generator: advances *state by the gamma and returns the mix of the new state. */
+static inline uint64_t
+ms_splitmix64_next(uint64_t *state)
+{
+    *state += MS_GOLDEN_GAMMA;
+    return ms_mix64(*state);
+}
+
+/* The first value of a generator seeded with x: a well-spread pure function of x. */
+static inline uint64_t
+ms_splitmix64(uint64_t x)
+{
+    return ms_splitmix64_next(&x);
+}
+
+/* The draw of FAULTS.md 1: a pure function of its coordinates (seed, the rule's index, the
+ * session's ordinal, the match ordinal, and k, the draw's number within that match). */
+uint64_t ms_draw(uint64_t seed, uint64_t rule, uint64_t session, uint64_t match, uint64_t k);
 
 /* Case-insensitive ASCII helpers (protocol verbs are ASCII; locale never matters). */
 int ms_strcaseeq(const char *a, const char *b);

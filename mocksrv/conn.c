@@ -640,8 +640,7 @@ conn_flush_records(struct ms_conn *c, struct ms_shape_plan *p, int64_t deadline)
     if (p->has_delay) {
         int64_t d = p->delay_lo;
         if (p->delay_hi > p->delay_lo)
-            d += (int64_t)(ms_fault_draw(p->seed, (size_t)p->rule, p->session, p->match,
-                                         2 + p->k++) %
+            d += (int64_t)(ms_draw(p->seed, p->rule, p->session, p->match, 2 + p->k++) %
                            (uint64_t)(p->delay_hi - p->delay_lo + 1));
         if (d > 0)
             rc = ms_co_sleep(d);

@@ -27,26 +27,6 @@ ms_fault_at_name(enum ms_fault_at at)
     return (size_t)at < MS_ARRAY_LEN(fault_at_names) ? fault_at_names[at] : "?";
 }
 
-/* SplitMix64 over the draw's coordinates: uniform, independent of everything else. */
-static uint64_t
-fault_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-uint64_t
-ms_fault_draw(uint64_t seed, size_t rule, uint64_t session, uint64_t match, uint64_t k)
-{
-    uint64_t x = fault_mix(seed);
-    x = fault_mix(x ^ (uint64_t)rule);
-    x = fault_mix(x ^ session);
-    x = fault_mix(x ^ match);
-    return fault_mix(x ^ k);
-}
-
 static double
 fault_unit(uint64_t x)
 {
@@ -278,8 +258,8 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
             continue;
         double drawn = -1;
         if (r->probability < 1.0) {
-            uint64_t x = r->per_session ? ms_fault_draw(srv->seed, i, fs->ordinal, 0, 0)
-                                        : ms_fault_draw(srv->seed, i, fs->ordinal, count, 0);
+            uint64_t x = r->per_session ? ms_draw(srv->seed, i, fs->ordinal, 0, 0)
+                                        : ms_draw(srv->seed, i, fs->ordinal, count, 0);
             drawn = fault_unit(x);
             if (drawn >= r->probability)
                 continue;
@@ -327,7 +307,7 @@ ms_fault_at(struct ms_session *s, enum ms_fault_at at, const char *verb, const c
         if (r->has_delay && !out->has_delay) {
             delay = r->delay_lo;
             if (r->delay_hi > r->delay_lo)
-                delay += (int64_t)(ms_fault_draw(srv->seed, i, fs->ordinal, count, 1) %
+                delay += (int64_t)(ms_draw(srv->seed, i, fs->ordinal, count, 1) %
                                    (uint64_t)(r->delay_hi - r->delay_lo + 1));
             out->delay_ms = delay;
             out->has_delay = 1;

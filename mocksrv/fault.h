@@ -13,7 +13,8 @@
  *   - Rules are compiled once from the scenario; runtime state (counters) lives in the server
  *     (run counters) and in each session (session counters), never in the rules.
  *   - Every random value is draw(seed, rule, session ordinal, match ordinal, k): a pure
- *     function (SplitMix64), so a run replays from its seed whatever the concurrency.
+ *     function (ms_draw of base.h, SplitMix64), so a run replays from its seed whatever the
+ *     concurrency.
  *   - At one event, rules are checked in file order; for each action key the first firing rule
  *     wins; counters advance for every rule that matched, fired or not.
  */
@@ -242,9 +243,6 @@ struct ms_fault_actions {
     int has_tls_after;
     int fired; /* number of rules that fired */
 };
-
-/* The draw of FAULTS.md 1: a pure function of its coordinates. */
-uint64_t ms_fault_draw(uint64_t seed, size_t rule, uint64_t session, uint64_t match, uint64_t k);
 
 void ms_faults_fini(struct ms_faults *f);
 const char *ms_fault_at_name(enum ms_fault_at at);

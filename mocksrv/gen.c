@@ -9,9 +9,9 @@
  * PNG signature).
  *
  * What it is not: not a MIME library, not a random mail corpus. No mutable global state, no
- * libc RNG, no clock, no locale: every draw is gen_mix(key + k * golden) for a per-message key
- * derived from (seed, index) and a counter k (SplitMix64 used as a counter-based hash), so
- * message i can be generated without generating messages 0..i-1 and replays on any machine.
+ * libc RNG, no clock, no locale: draw k of a message is mix(key + k * gamma), the SplitMix64
+ * stream of base.h from a per-message key derived from (seed, index), so message i can be
+ * generated without generating messages 0..i-1 and replays on any machine.
  *
  * Shapes, drawn per message (percentages of messages whose size allows every shape, i.e.
  * requests of at least GEN_GATE_RFC822 = 3.5 KiB):
@@ -61,8 +61,6 @@
  */
 #include "gen.h"
 
-#define GEN_GOLDEN 0x9e3779b97f4a7c15ULL
-
 #define GEN_HDR_MAX 78        /* RFC 5322 2.1.1: lines SHOULD be at most 78 characters */
 #define GEN_WRAP 72           /* body text line width; quoted-printable allows 76 (RFC 2045 6.7) */
 #define GEN_B64_LINE 57       /* raw bytes per 76-character base64 line */
@@ -89,10 +87,9 @@ enum gen_shape {
 #define GEN_TEXT_UTF8 1u /* quoted-printable, with non-ASCII words */
 #define GEN_TEXT_HTML 2u /* paragraphs in <p> */
 
-/* One counter-based stream: draw k is gen_mix(key + k * golden). */
+/* One SplitMix64 stream from a per-message key: draw k is mix(key + k * gamma). */
 struct gen_rng {
-    uint64_t key;
-    uint64_t ctr;
+    uint64_t state;
     uint64_t pool; /* unused bits of the last draw, for small draws (word indexes) */
     unsigned bits;
 };
@@ -277,19 +274,10 @@ static const char gen_hexl[] = "0123456789abcdef";
 
 /* ---- the hash ---- */
 
-static inline uint64_t
-gen_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void
 gen_rng_init(struct gen_rng *r, uint64_t seed, uint64_t index)
 {
-    r->key = gen_mix(seed ^ gen_mix(index + GEN_GOLDEN));
-    r->ctr = 0;
+    r->state = ms_mix64(seed ^ ms_splitmix64(index));
     r->pool = 0;
     r->bits = 0;
 }
@@ -297,8 +285,7 @@ gen_rng_init(struct gen_rng *r, uint64_t seed, uint64_t index)
 static inline uint64_t
 gen_next(struct gen_rng *r)
 {
-    r->ctr++;
-    return gen_mix(r->key + r->ctr * GEN_GOLDEN);
+    return ms_splitmix64_next(&r->state);
 }
 
 /* n (<= 32) bits, from the pool of a previous draw when enough are left. */
@@ -858,7 +845,7 @@ gen_headers(struct gen *g, size_t target, int depth, int64_t before)
     size_t il = 0;
     id[il++] = '<';
     if (depth == 0) {
-        gen_fmt_hex(id + il, gen_mix(g->seed ^ 0x6d6f636b73727631ULL), 16, gen_hexl);
+        gen_fmt_hex(id + il, ms_mix64(g->seed ^ 0x6d6f636b73727631ULL), 16, gen_hexl);
         il += 16;
         id[il++] = '.';
         il += gen_fmt_dec(id + il, g->index);

@@ -142,16 +142,6 @@ sasl_encode_str(const char *s)
     return out;
 }
 
-/* splitmix64: a tiny, well-mixed function of the seed, so nearby seeds give unrelated numbers. */
-static uint64_t
-sasl_mix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 struct ms_sasl *
 ms_sasl_create(unsigned mech, const char *hostname, uint64_t challenge_seed)
 {
@@ -163,10 +153,11 @@ ms_sasl_create(unsigned mech, const char *hostname, uint64_t challenge_seed)
     sasl->phase = SASL_START;
     if (mech == MS_AUTH_CRAM_MD5) {
         /* RFC 2195 section 2: "<arbitrary-string.timestamp@hostname>", as RFC 1939 APOP. The
-         * first number plays the process id, the second the clock: both from the seed. */
+         * first number plays the process id, the second the clock: both drawn from the seed,
+         * so nearby seeds give unrelated numbers. */
         uint64_t x = challenge_seed;
-        uint64_t pid = sasl_mix(&x) % 100000;
-        uint64_t stamp = 600000000 + sasl_mix(&x) % 1400000000;
+        uint64_t pid = ms_splitmix64_next(&x) % 100000;
+        uint64_t stamp = 600000000 + ms_splitmix64_next(&x) % 1400000000;
         sasl->cram = ms_asprintf("<%" PRIu64 ".%" PRIu64 "@%s>", pid, stamp, sasl->hostname);
     }
     return sasl;

@@ -9,7 +9,7 @@
  * bucket refilled every 10 ms. The protocol engines never see any of it.
  *
  * Invariants:
- *   - Every random value (piece sizes, gaps, delays) is ms_fault_draw of the plan's coordinates
+ *   - Every random value (piece sizes, gaps, delays) is ms_draw of the plan's coordinates
  *     and a per-plan draw counter: a run replays from its seed.
  *   - A split guarantees separate send() calls, not separate client reads (gap 0 may coalesce).
  *   - A plan's end bounds the output under way: a tarpit's `for` (FAULTS.md 2) or a scope's
@@ -72,7 +72,7 @@ static uint64_t
 shape_draw(struct ms_shape_plan *p)
 {
     /* k 0 and 1 are the rule's probability and delay draws in fault.c */
-    return ms_fault_draw(p->seed, (size_t)p->rule, p->session, p->match, 2 + p->k++);
+    return ms_draw(p->seed, p->rule, p->session, p->match, 2 + p->k++);
 }
 
 static uint64_t

@@ -421,16 +421,6 @@ ms_store_mailbox_size(const struct ms_mailbox *mb)
 #define STORE_POOL_MIN_BYTES ((size_t)4 << 20)
 #define STORE_POOL_MAX_BYTES ((size_t)256 << 20)
 
-static uint64_t
-store_mix(uint64_t x)
-{
-    /* SplitMix64 finaliser: a well-spread pure function of x */
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 static int
 store_add_conf(struct ms_mailbox *mb, const struct ms_scenario *sc,
                const struct ms_message_conf *mc, uint64_t gen_seed, struct mocksrv_error *err)
@@ -497,7 +487,7 @@ ms_store_load_scenario(const struct ms_scenario *sc, uint64_t seed, struct ms_st
                        struct mocksrv_error *err)
 {
     /* A fixed default UIDVALIDITY derived from the seed keeps runs reproducible. */
-    uint32_t uv = (uint32_t)(store_mix(seed) % 2000000000u) + 1;
+    uint32_t uv = (uint32_t)(ms_splitmix64(seed) % 2000000000u) + 1;
     struct ms_store *st = ms_store_create(uv);
     for (size_t u = 0; u < sc->n_users; u++) {
         const struct ms_user *user = &sc->users[u];
@@ -513,8 +503,8 @@ ms_store_load_scenario(const struct ms_scenario *sc, uint64_t seed, struct ms_st
             mb->special_use = mc->special_use ? ms_strdup(mc->special_use) : NULL;
             mb->subscribed = mc->subscribed;
             for (size_t i = 0; i < mc->n_messages; i++) {
-                uint64_t gen_seed =
-                    store_mix(seed ^ store_mix(((uint64_t)u << 40) ^ ((uint64_t)k << 20) ^ i));
+                uint64_t gen_seed = ms_splitmix64(
+                    seed ^ ms_splitmix64(((uint64_t)u << 40) ^ ((uint64_t)k << 20) ^ i));
                 int rc = store_add_conf(mb, sc, &mc->messages[i], gen_seed, err);
                 if (rc != MOCKSRV_OK) {
                     ms_store_destroy(&st);

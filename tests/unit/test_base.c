@@ -32,12 +32,34 @@ fnv1a(const void *p, size_t n)
     return h;
 }
 
+/* ---- the seeded draw ---- */
+
+/* The generator against the first values the SplitMix64 reference gives from seed 0 (Vigna's
+ * splitmix64.c: next() = mix(x += 0x9e3779b97f4a7c15)). */
+START_TEST(test_splitmix64_reference)
+{
+    static const uint64_t want[] = {0xe220a8397b1dcdafull, 0x6e789e6aa1b965f4ull,
+                                    0x06c45d188009454full, 0xf88bb8a8724c81ecull};
+    uint64_t state = 0;
+    for (size_t i = 0; i < MS_ARRAY_LEN(want); i++) {
+        uint64_t first = ms_splitmix64(state);
+        uint64_t got = ms_splitmix64_next(&state);
+        ck_assert_msg(got == want[i], "value %zu: got 0x%016" PRIx64 ", want 0x%016" PRIx64, i, got,
+                      want[i]);
+        ck_assert_msg(first == got, "ms_splitmix64 of the state before value %zu differs", i);
+        ck_assert_uint_eq(state, (i + 1) * MS_GOLDEN_GAMMA);
+    }
+    /* the finaliser alone adds no gamma: 0 is its fixed point, and the generator's first value
+     * from seed 0 is the mix of the gamma */
+    ck_assert_uint_eq(ms_mix64(0), 0);
+    ck_assert_uint_eq(ms_mix64(MS_GOLDEN_GAMMA), want[0]);
+}
+END_TEST
+
 /* ---- replay: values from a seed are the same in every version ---- */
 
 static const struct {
-    uint64_t seed;
-    size_t rule;
-    uint64_t session, match, k;
+    uint64_t seed, rule, session, match, k;
     uint64_t want;
 } draw_cases[] = {
     {0, 0, 0, 0, 0, 0x78ae5a9a6b5fd45eull},         {1, 2, 3, 4, 5, 0x90bb69b7166551deull},
@@ -48,8 +70,8 @@ static const struct {
 START_TEST(test_replay_fault_draw)
 {
     for (size_t i = 0; i < MS_ARRAY_LEN(draw_cases); i++) {
-        uint64_t got = ms_fault_draw(draw_cases[i].seed, draw_cases[i].rule, draw_cases[i].session,
-                                     draw_cases[i].match, draw_cases[i].k);
+        uint64_t got = ms_draw(draw_cases[i].seed, draw_cases[i].rule, draw_cases[i].session,
+                               draw_cases[i].match, draw_cases[i].k);
         ck_assert_msg(got == draw_cases[i].want,
                       "draw %zu: got 0x%016" PRIx64 ", want 0x%016" PRIx64, i, got,
                       draw_cases[i].want);
@@ -172,6 +194,7 @@ base_suite(void)
 {
     Suite *s = suite_create("base");
     TCase *tc = tcase_create("replay");
+    tcase_add_test(tc, test_splitmix64_reference);
     tcase_add_test(tc, test_replay_fault_draw);
     tcase_add_test(tc, test_replay_gen);
     tcase_add_test(tc, test_replay_cram_challenge);
