@@ -1,6 +1,6 @@
 /*
- * base.c - errors, allocation, byte buffers, time, the seeded draw and small string helpers
- * (see base.h).
+ * base.c - errors, allocation, byte buffers, time, the seeded draw, civil dates and small string
+ * helpers (see base.h).
  *
  * Not here: anything that does I/O besides ms_die's last words on stderr.
  */
@@ -248,6 +248,34 @@ ms_draw(uint64_t seed, uint64_t rule, uint64_t session, uint64_t match, uint64_t
     x = ms_splitmix64(x ^ session);
     x = ms_splitmix64(x ^ match);
     return ms_splitmix64(x ^ k);
+}
+
+/* An era is 400 years (146097 days), after which the Gregorian calendar repeats; years run from
+ * March so that the leap day ends them. 719468 is the number of days from 0000-03-01 to
+ * 1970-01-01. */
+int64_t
+ms_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+void
+ms_civil_from_days(int64_t days, int64_t *y_r, unsigned *m_r, unsigned *d_r)
+{
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d_r = doy - (153 * mp + 2) / 5 + 1;
+    *m_r = mp < 10 ? mp + 3 : mp - 9;
+    *y_r = (int64_t)yoe + era * 400 + (*m_r <= 2);
 }
 
 int

@@ -1,7 +1,7 @@
 /*
  * base.h - the bottom layer every module may include: error codes, allocation that aborts on
- * out-of-memory, growable byte buffers, time, the seeded draw, and assertions kept in release
- * builds.
+ * out-of-memory, growable byte buffers, time, the seeded draw, civil dates, and assertions kept
+ * in release builds.
  *
  * No I/O here except ms_die() writing to stderr. Nothing in this layer knows about mail,
  * sockets or the event loop.
@@ -106,6 +106,13 @@ ms_splitmix64(uint64_t x)
 /* The draw of FAULTS.md 1: a pure function of its coordinates (seed, the rule's index, the
  * session's ordinal, the match ordinal, and k, the draw's number within that match). */
 uint64_t ms_draw(uint64_t seed, uint64_t rule, uint64_t session, uint64_t match, uint64_t k);
+
+/* Proleptic Gregorian dates (H. Hinnant's algorithms): exact for every year, negative days
+ * included, with no time zone, locale or libc time function. Days count from 1970-01-01 (day 0);
+ * months run 1 to 12, days 1 to 31. ms_days_from_civil does not check its date: 31 February
+ * counts on into March. */
+int64_t ms_days_from_civil(int64_t y, unsigned m, unsigned d);
+void ms_civil_from_days(int64_t days, int64_t *y_r, unsigned *m_r, unsigned *d_r);
 
 /* Case-insensitive ASCII helpers (protocol verbs are ASCII; locale never matters). */
 int ms_strcaseeq(const char *a, const char *b);

@@ -361,21 +361,6 @@ gen_fmt_hex(char *dst, uint64_t v, unsigned digits, const char *alphabet)
         dst[i] = alphabet[(v >> (4 * (digits - 1 - i))) & 15];
 }
 
-/* Civil date from days since 1970-01-01 (H. Hinnant's days_to_civil). */
-static void
-gen_civil(int64_t z, int64_t *y_r, unsigned *m_r, unsigned *d_r)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d_r = doy - (153 * mp + 2) / 5 + 1;
-    *m_r = mp < 10 ? mp + 3 : mp - 9;
-    *y_r = (int64_t)yoe + era * 400 + (*m_r <= 2);
-}
-
 /* RFC 5322 3.3 date-time, e.g. "Tue, 14 May 2024 09:12:33 +0200", for the instant t (UTC
  * seconds) shown in the zone zone_min minutes east. Returns the length (at most 31). */
 static size_t
@@ -387,7 +372,7 @@ gen_fmt_date(char *dst, int64_t t, int zone_min)
     int64_t day = local / 86400, sec = local % 86400;
     int64_t y;
     unsigned m, d;
-    gen_civil(day, &y, &m, &d);
+    ms_civil_from_days(day, &y, &m, &d);
     size_t n = 0;
     memcpy(dst + n, days + (day % 7) * 3, 3);
     n += 3;

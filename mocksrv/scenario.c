@@ -375,34 +375,6 @@ ms_parse_duration(const char *s, int64_t *ms_out)
     return MOCKSRV_OK;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil): exact
- * for every year, no time zone, no locale, no timegm(). */
-static int64_t
-scenario_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* The inverse, for formatting dates. */
-static void
-scenario_civil_from_days(int64_t z, int64_t *y_r, unsigned *m_r, unsigned *d_r)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d_r = doy - (153 * mp + 2) / 5 + 1;
-    *m_r = mp < 10 ? mp + 3 : mp - 9;
-    *y_r = (int64_t)yoe + era * 400 + (*m_r <= 2);
-}
-
 /* Reads 1..max decimal digits (at least min) at *p. */
 static int
 scenario_date_num(const char **p, int min, int max, unsigned *out)
@@ -473,7 +445,7 @@ ms_parse_date(const char *s, int64_t *out)
         return MOCKSRV_EINVAL;
     if (hour > 23 || min > 59 || sec > 59)
         return MOCKSRV_EINVAL;
-    int64_t t = scenario_days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec;
+    int64_t t = ms_days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec;
     *out = t - sign * (int64_t)(oh * 3600 + om * 60);
     return MOCKSRV_OK;
 }
@@ -486,7 +458,7 @@ scenario_format_date(char *out, size_t cap, int64_t t)
     int64_t rem = t - days * 86400;
     int64_t y;
     unsigned m, d;
-    scenario_civil_from_days(days, &y, &m, &d);
+    ms_civil_from_days(days, &y, &m, &d);
     snprintf(out, cap, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d,
              (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
 }

@@ -1,5 +1,6 @@
 /*
- * test_base.c - the base layer (base.c), and replay stability of everything drawn from a seed.
+ * test_base.c - the base layer (base.c): the seeded draw and replay stability of everything
+ * drawn from a seed, civil dates, ASCII checks.
  *
  * A run replays from its seed (SPEC, FAULTS.md 1): fault draws, generated messages, the CRAM-MD5
  * challenge and the default UIDVALIDITY must not change from one version to the next. The
@@ -189,6 +190,74 @@ START_TEST(test_replay_store)
 }
 END_TEST
 
+/* ---- civil dates ---- */
+
+/* Days from 1970-01-01, as Python's datetime.date counts them (years 1 to 9999); year 0 and
+ * before from the algorithm's own epoch, 0000-03-01 = -719468 (year 0 is a leap year). */
+static const struct {
+    int64_t y;
+    unsigned m, d;
+    int64_t days;
+} civil_cases[] = {
+    {1970, 1, 1, 0},       {1969, 12, 31, -1},     {2000, 2, 29, 11016}, {2000, 3, 1, 11017},
+    {1900, 2, 28, -25509}, {1900, 3, 1, -25508},   {2024, 2, 29, 19782}, {2023, 1, 1, 19358},
+    {2038, 1, 19, 24855},  {1600, 2, 29, -135081}, {1, 1, 1, -719162},   {9999, 12, 31, 2932896},
+    {0, 3, 1, -719468},    {0, 2, 29, -719469},    {0, 1, 1, -719528},   {-1, 12, 31, -719529},
+};
+
+START_TEST(test_civil_table)
+{
+    for (size_t i = 0; i < MS_ARRAY_LEN(civil_cases); i++) {
+        int64_t y = civil_cases[i].y, days = civil_cases[i].days;
+        unsigned m = civil_cases[i].m, d = civil_cases[i].d;
+        int64_t got = ms_days_from_civil(y, m, d);
+        ck_assert_msg(got == days, "%04" PRId64 "-%02u-%02u: got day %" PRId64 ", want %" PRId64, y,
+                      m, d, got, days);
+        int64_t gy;
+        unsigned gm, gd;
+        ms_civil_from_days(days, &gy, &gm, &gd);
+        ck_assert_msg(gy == y && gm == m && gd == d,
+                      "day %" PRId64 ": got %04" PRId64 "-%02u-%02u, want %04" PRId64 "-%02u-%02u",
+                      days, gy, gm, gd, y, m, d);
+    }
+    /* no check of the date: 31 February 2023 is 3 March */
+    ck_assert_int_eq(ms_days_from_civil(2023, 2, 31), ms_days_from_civil(2023, 3, 3));
+}
+END_TEST
+
+/* Every day from 0000-03-01 to 9999-12-31 and on: each is the day after the one before it by the
+ * calendar's rules (month lengths, leap years), and converts back to its number. */
+START_TEST(test_civil_walk)
+{
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int64_t y = 0;
+    unsigned m = 3, d = 1;
+    for (int64_t days = -719468; days <= 2932896 + 366; days++) {
+        int64_t gy;
+        unsigned gm, gd;
+        ms_civil_from_days(days, &gy, &gm, &gd);
+        if (gy != y || gm != m || gd != d)
+            ck_abort_msg("day %" PRId64 ": got %04" PRId64 "-%02u-%02u, want %04" PRId64
+                         "-%02u-%02u",
+                         days, gy, gm, gd, y, m, d);
+        int64_t back = ms_days_from_civil(y, m, d);
+        if (back != days)
+            ck_abort_msg("%04" PRId64 "-%02u-%02u: got day %" PRId64 ", want %" PRId64, y, m, d,
+                         back, days);
+        int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        unsigned len = m == 2 && leap ? 29 : mdays[m - 1];
+        if (++d > len) {
+            d = 1;
+            if (++m > 12) {
+                m = 1;
+                y++;
+            }
+        }
+    }
+    ck_assert_int_eq(y, 10001);
+}
+END_TEST
+
 static Suite *
 base_suite(void)
 {
@@ -199,6 +268,11 @@ base_suite(void)
     tcase_add_test(tc, test_replay_gen);
     tcase_add_test(tc, test_replay_cram_challenge);
     tcase_add_test(tc, test_replay_store);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("dates");
+    tcase_add_test(tc, test_civil_table);
+    tcase_add_test(tc, test_civil_walk);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
