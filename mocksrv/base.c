@@ -279,6 +279,15 @@ ms_civil_from_days(int64_t days, int64_t *y_r, unsigned *m_r, unsigned *d_r)
 }
 
 int
+ms_is_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
+int
 ms_strcaseeq(const char *a, const char *b)
 {
     for (; *a && *b; a++, b++)

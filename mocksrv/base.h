@@ -114,6 +114,9 @@ uint64_t ms_draw(uint64_t seed, uint64_t rule, uint64_t session, uint64_t match,
 int64_t ms_days_from_civil(int64_t y, unsigned m, unsigned d);
 void ms_civil_from_days(int64_t days, int64_t *y_r, unsigned *m_r, unsigned *d_r);
 
+/* 1 if no byte of the string is above 0x7f (an empty string is ASCII), else 0. */
+int ms_is_ascii(const char *s);
+
 /* Case-insensitive ASCII helpers (protocol verbs are ASCII; locale never matters). */
 int ms_strcaseeq(const char *a, const char *b);
 int ms_strncaseeq(const char *a, const char *b, size_t n);

@@ -523,15 +523,6 @@ gen_fmt_addr(const struct gen_person *p, char *dst)
     return n + dl;
 }
 
-static int
-gen_is_ascii(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s >= 0x80)
-            return 0;
-    return 1;
-}
-
 /* RFC 2047 Q encoding of UTF-8 text as one encoded-word (the caller keeps it under 75
  * characters: names are short). Returns the length. */
 static size_t
@@ -574,7 +565,7 @@ gen_hdr_mailbox(struct gen_hdr *h, const struct gen_person *p, const char *sep)
     }
     const char *f = gen_first[p->first].display, *l = gen_last[p->last].display;
     size_t fl = strlen(f), ll = strlen(l), n = 0;
-    if (!gen_is_ascii(f) || !gen_is_ascii(l)) {
+    if (!ms_is_ascii(f) || !ms_is_ascii(l)) {
         char raw[64];
         memcpy(raw, f, fl);
         raw[fl] = ' ';

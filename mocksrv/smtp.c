@@ -212,15 +212,6 @@ smtp_echo(const char *text, char *buf, size_t size)
 
 /* ---- argument parsing ---- */
 
-static int
-smtp_is_ascii(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s >= 0x80)
-            return 0;
-    return 1;
-}
-
 /* Parses "FROM:<path> params" (prefix "FROM:" or "TO:"). Lenient as Postfix is by default:
  * a space after the colon and a path without angle brackets are accepted. Returns 0 on success
  * with *path_r and *params_r allocated, -1 on a syntax error. */
@@ -541,7 +532,7 @@ smtp_cmd_mail(struct smtp *sm, const char *verb, const char *args)
         smtp_txn_reset(sm);
         return;
     }
-    if (!smtp_is_ascii(path) && !sm->txn.smtputf8) {
+    if (!ms_is_ascii(path) && !sm->txn.smtputf8) {
         /* RFC 6531 3.4: an internationalized address needs the SMTPUTF8 parameter. */
         smtp_error(sm, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 addresses");
         free(path);
@@ -574,7 +565,7 @@ smtp_cmd_rcpt(struct smtp *sm, const char *verb, const char *args)
     }
     if (!smtp_check_params(sm, params, "RCPT TO:<address> [parameters]", smtp_rcpt_param))
         goto fail;
-    if (!smtp_is_ascii(path) && !t->smtputf8) {
+    if (!ms_is_ascii(path) && !t->smtputf8) {
         smtp_error(sm, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 addresses");
         goto fail;
     }

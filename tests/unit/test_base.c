@@ -258,6 +258,27 @@ START_TEST(test_civil_walk)
 }
 END_TEST
 
+/* ---- strings ---- */
+
+START_TEST(test_is_ascii)
+{
+    static const struct {
+        const char *s;
+        int want;
+    } cases[] = {
+        {"", 1},
+        {"user@example.com", 1},
+        {"\x01\x7f tab\there", 1},
+        {"j\xc3\xb6rg@example.com", 0}, /* UTF-8 */
+        {"\x80", 0},
+        {"abc\xff", 0},
+    };
+    for (size_t i = 0; i < MS_ARRAY_LEN(cases); i++)
+        ck_assert_msg(ms_is_ascii(cases[i].s) == cases[i].want, "case %zu: got %d, want %d", i,
+                      ms_is_ascii(cases[i].s), cases[i].want);
+}
+END_TEST
+
 static Suite *
 base_suite(void)
 {
@@ -274,6 +295,9 @@ base_suite(void)
     tcase_add_test(tc, test_civil_table);
     tcase_add_test(tc, test_civil_walk);
     tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("strings");
+    tcase_add_test(tc, test_is_ascii);
     suite_add_tcase(s, tc);
     return s;
 }
