@@ -268,7 +268,7 @@ conn_cut_close(struct ms_conn *c)
     if (c->cut_delay_ms > 0)
         ms_co_sleep(c->cut_delay_ms);
     ms_buf_clear(&c->out);
-    ms_conn_shutdown(c, c->cut_how, ms_deadline_in(1000));
+    ms_conn_shutdown(c, c->cut_how, ms_deadline_in(MS_CLOSE_GRACE_MS));
 }
 
 /* Sends the ciphertext OpenSSL produced (handshake flights, records, alerts). */

@@ -220,6 +220,11 @@ int ms_conn_starttls_ex(struct ms_conn *c, struct ms_tls_ctx *ctx, int64_t deadl
  * record as above (or what the first read brought when it does not start like a handshake
  * record) and drops it. Returns MOCKSRV_OK or a transport error. */
 int ms_conn_read_hello(struct ms_conn *c, int64_t deadline);
+/* How long a closing connection may take to flush its output and drain the peer: the deadline,
+ * ms_deadline_in(MS_CLOSE_GRACE_MS), of the flushes and shutdowns that end a session or carry
+ * out a fault's close. A client that does not read or close by then is cut off. */
+#define MS_CLOSE_GRACE_MS 1000
+
 /* Ends the connection on purpose (a fault's close): how is an enum ms_close_how of fault.h.
  * FIN: shutdown(SHUT_WR), drain what the peer still sends (until its EOF or the deadline),
  * close. RST: SO_LINGER {1, 0} then close, discarding unsent data. HALF: shutdown(SHUT_WR)

@@ -752,7 +752,7 @@ ms_pop3_session(struct ms_session *s)
         pop3_dispatch(&p, &line);
     }
 out:
-    ms_conn_flush(p.c, ms_deadline_in(1000));
+    ms_conn_flush(p.c, ms_deadline_in(MS_CLOSE_GRACE_MS));
     pop3_release(&p);
     free(p.user);
     ms_buf_fini(&p.reply);

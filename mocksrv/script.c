@@ -302,7 +302,7 @@ script_close(struct script *sp, const struct ms_script_step *st)
     s->close_reason = MS_CLOSE_QUIT;
     if (st->how == MS_CLOSE_RST) {
         /* what the script sent before leaves first; only the close is abrupt */
-        ms_conn_flush(&s->conn, ms_deadline_in(1000));
+        ms_conn_flush(&s->conn, ms_deadline_in(MS_CLOSE_GRACE_MS));
         ms_conn_shutdown(&s->conn, MS_CLOSE_RST, 0);
     } else if (st->how == MS_CLOSE_HALF) {
         script_half_close(sp);
@@ -366,5 +366,5 @@ ms_script_session(struct ms_session *s)
         }
     }
     if (!s->conn.failed)
-        ms_conn_flush(&s->conn, ms_deadline_in(1000));
+        ms_conn_flush(&s->conn, ms_deadline_in(MS_CLOSE_GRACE_MS));
 }

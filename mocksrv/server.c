@@ -339,16 +339,16 @@ session_main(void *arg)
     }
     if (!s->fault_closed && !s->conn.failed && ms_session_fault_event(s, MS_AT_END))
         goto done;
-    ms_conn_close_notify(&s->conn, ms_deadline_in(1000));
+    ms_conn_close_notify(&s->conn, ms_deadline_in(MS_CLOSE_GRACE_MS));
     /* a script ends where its steps end, maybe while the client still sends (a mismatch, a
      * script shorter than the dialogue): FIN and drain, so that the close is no RST */
     if (s->listener->protocol == MS_PROTO_SCRIPT && !s->conn.failed)
-        ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
+        ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(MS_CLOSE_GRACE_MS));
 done:
     if (s->conn.cut_done || (s->close_reason == MS_CLOSE_TIMEOUT && s->conn.late_timeout))
         s->close_reason = MS_CLOSE_FAULT;
     ms_fault_session_end(s);
-    ms_conn_flush(&s->conn, ms_deadline_in(1000));
+    ms_conn_flush(&s->conn, ms_deadline_in(MS_CLOSE_GRACE_MS));
     /* expect.fail events of this session come before its session.close */
     ms_expect_session_end(s, server_close_reasons[s->close_reason]);
 

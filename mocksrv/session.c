@@ -335,7 +335,7 @@ static void
 session_tls_end(struct ms_session *s, const struct ms_fault_actions *cf, int stall)
 {
     struct ms_conn *c = &s->conn;
-    ms_conn_flush(c, ms_deadline_in(1000));
+    ms_conn_flush(c, ms_deadline_in(MS_CLOSE_GRACE_MS));
     int64_t wait = cf->close_how != MS_CLOSE_NONE ? cf->close_delay_ms : 0;
     if (stall && wait <= 0)
         wait = s->srv->sc->limits.idle_timeout_ms;
@@ -345,9 +345,9 @@ session_tls_end(struct ms_session *s, const struct ms_fault_actions *cf, int sta
     if (how == MS_CLOSE_HALF && !s->closing)
         ms_conn_shutdown(c, MS_CLOSE_FIN, ms_session_deadline(s));
     else if (how == MS_CLOSE_HALF)
-        ms_conn_shutdown(c, MS_CLOSE_FIN, ms_deadline_in(1000));
+        ms_conn_shutdown(c, MS_CLOSE_FIN, ms_deadline_in(MS_CLOSE_GRACE_MS));
     else
-        ms_conn_shutdown(c, how, ms_deadline_in(1000));
+        ms_conn_shutdown(c, how, ms_deadline_in(MS_CLOSE_GRACE_MS));
     s->fault_closed = 1;
     s->close_reason = MS_CLOSE_FAULT;
 }
@@ -609,10 +609,10 @@ session_fault_cut_later(struct ms_session *s, const struct ms_fault_actions *fa)
 static void
 session_fault_close(struct ms_session *s, const struct ms_fault_actions *fa)
 {
-    ms_conn_flush(&s->conn, ms_deadline_in(1000));
+    ms_conn_flush(&s->conn, ms_deadline_in(MS_CLOSE_GRACE_MS));
     if (fa->close_delay_ms > 0)
         ms_co_sleep(fa->close_delay_ms);
-    ms_conn_shutdown(&s->conn, fa->close_how, ms_deadline_in(1000));
+    ms_conn_shutdown(&s->conn, fa->close_how, ms_deadline_in(MS_CLOSE_GRACE_MS));
     if (fa->close_how != MS_CLOSE_HALF) {
         s->fault_closed = 1;
         s->close_reason = MS_CLOSE_FAULT;
@@ -627,7 +627,7 @@ session_fault_write(struct ms_session *s, const struct ms_fault_actions *fa, con
     if (fa->stall.rule) {
         ms_conn_flush(&s->conn, ms_session_deadline(s));
         if (session_fault_stall(s, fa)) {
-            ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(1000));
+            ms_conn_shutdown(&s->conn, MS_CLOSE_FIN, ms_deadline_in(MS_CLOSE_GRACE_MS));
             return;
         }
     }

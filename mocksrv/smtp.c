@@ -1096,7 +1096,7 @@ ms_smtp_session(struct ms_session *s)
         smtp_dispatch(&sm, &line);
     }
 out:
-    ms_conn_flush(sm.c, ms_deadline_in(1000));
+    ms_conn_flush(sm.c, ms_deadline_in(MS_CLOSE_GRACE_MS));
     smtp_txn_reset(&sm);
     free(sm.helo);
     ms_buf_fini(&sm.reply);
