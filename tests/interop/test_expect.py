@@ -17,9 +17,9 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, client_context, code  # noqa: E402
-from test_faults_check import HOST, fault_fixture, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, Mocksrv, client_context, code, fault_fixture,  # noqa: E402
+                             smtp_client, wait_closed_event)
 
 BODY = b"Subject: expect\r\n\r\nbody\r\n"
 
@@ -103,7 +103,7 @@ class SequenceTest(ExpectCase):
 
     def test_incomplete_sequence_reported_at_end(self):
         srv = self.serve(SEQ)
-        with RawSmtp(srv.port()) as c:
+        with smtp_client(srv.port()) as c:
             self.assertEqual(code(c.cmd("EHLO raw.example")), 250)
             self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
         # the client dropped the connection: both sequences are incomplete
@@ -188,7 +188,7 @@ class PregreetTest(ExpectCase):
     def test_client_talking_first_fails(self):
         srv = self.serve(PREGREET)
         t0 = time.monotonic()
-        c = RawSmtp(srv.port("mx"), read_greeting=False)
+        c = smtp_client(srv.port("mx"), read_greeting=False)
         self.addCleanup(c.close)
         c.send("EHLO early.example\r\n")  # before the (delayed) greeting
         self.assertEqual(c.reply(), "220 mock.test ESMTP mocksrv")
@@ -206,7 +206,7 @@ class PregreetTest(ExpectCase):
 
     def test_patient_client_passes(self):
         srv = self.serve(PREGREET)
-        with RawSmtp(srv.port("mx")) as c:  # reads the greeting before it says anything
+        with smtp_client(srv.port("mx")) as c:  # reads the greeting before it says anything
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(code(c.cmd("EHLO patient.example")), 250)
             c.cmd("QUIT")
@@ -239,7 +239,7 @@ class SplitGreetingPregreetTest(ExpectCase):
 
     def test_talker_between_the_lines_fails(self):
         srv = self.serve(SPLIT_GREETING)
-        c = RawSmtp(srv.port("mx"), read_greeting=False)
+        c = smtp_client(srv.port("mx"), read_greeting=False)
         self.addCleanup(c.close)
         self.assertEqual(c.line(), "220-mx.mock.test ESMTP (please wait)")
         c.send("EHLO impatient.example\r\n")
@@ -259,7 +259,7 @@ class SplitGreetingPregreetTest(ExpectCase):
             self.assertEqual(s.ehlo()[0], 250)
             s.quit()
             wait_closed_event(srv, n)
-        with RawSmtp(srv.port("mx")) as c:  # answers as soon as the last line is in
+        with smtp_client(srv.port("mx")) as c:  # answers as soon as the last line is in
             self.assertEqual(code(c.cmd("EHLO quick.example")), 250)
             c.cmd("QUIT")
             c.wait_closed()
@@ -294,7 +294,7 @@ class CountsTest(ExpectCase):
         s = self.smtp(srv)
         s.noop()
         s.quit()
-        with RawSmtp(srv.port("other")) as c:  # not a listener of the sessions/quit entries
+        with smtp_client(srv.port("other")) as c:  # not a listener of the sessions/quit entries
             c.send("NOOP\r\n")  # and no QUIT
         wait_closed_event(srv, 3)
         self.assertEqual(self.stop(srv), 0, srv.stderr_text())

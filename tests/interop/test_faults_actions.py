@@ -14,10 +14,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, code  # noqa: E402
-from test_faults_check import (HOST, Wire, fault_events, fault_fixture,  # noqa: E402
-                               last_session_id, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, Mocksrv, Wire, client_context, code, fault_events,  # noqa: E402
+                             fault_fixture, last_session_id, wait_closed_event)
 
 NOOP_OK = b"250 2.0.0 Ok\r\n"
 

@@ -22,10 +22,9 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context  # noqa: E402
-from test_faults_check import HOST, Wire, last_session_id, wait_closed_event  # noqa: E402
-from test_faults_tls import BioClient  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, BioClient, Mocksrv, Wire, client_context,  # noqa: E402
+                             last_session_id, wait_closed_event)
 
 GREETING = b"220 mock.test ESMTP mocksrv\r\n"  # 29 bytes: 5.6 s at 200 ms a byte
 

@@ -21,9 +21,8 @@ import tempfile
 import threading
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, code  # noqa: E402
-from test_faults_check import HOST, Wire, fault_events, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import HOST, Mocksrv, Wire, code, fault_events, wait_closed_event  # noqa: E402
 
 SLACK = 0.005  # the server's timers count whole milliseconds
 BUGGY = "334 QnVHZ1liVWdHeQ=="

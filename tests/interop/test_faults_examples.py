@@ -17,9 +17,8 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, code, wait_for  # noqa: E402
-from test_faults_check import Wire, fault_events, fault_fixture  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, Wire, code, fault_events, fault_fixture, wait_for  # noqa: E402
 
 SMTP_SESSIONS = 3
 POP3_SESSIONS = 3

@@ -18,10 +18,9 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, code  # noqa: E402
-from test_faults_check import Wire, fault_events, wait_closed_event  # noqa: E402
-from test_faults_tls import BioClient  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (BioClient, Mocksrv, Wire, client_context, code,  # noqa: E402
+                             fault_events, wait_closed_event)
 
 MESSAGE = ("From: a@example.test\r\nTo: alice@example.test\r\nSubject: shaped\r\n\r\n"
            + "".join("line %03d of a message read through a shaped connection\r\n" % i

@@ -20,9 +20,8 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv  # noqa: E402
-from test_faults_check import Wire, fault_events, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, Wire, fault_events, wait_closed_event  # noqa: E402
 
 SLACK = 0.005  # the server's timers count whole milliseconds
 

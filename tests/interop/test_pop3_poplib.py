@@ -15,9 +15,9 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawPop3, crlf, mail, pop3_stuffed, pop3_wire,  # noqa: E402
-                             scenario, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, crlf, mail, pop3_client, pop3_stuffed,  # noqa: E402
+                             pop3_wire, scenario, wait_for)
 
 HOST = "127.0.0.1"
 SCENARIO = scenario("pop3-interop.yaml")
@@ -150,7 +150,7 @@ class PoplibTest(unittest.TestCase):
     def test_retr_wire_bytes_are_stuffed(self):
         # What poplib un-stuffed above, as it was on the wire: exactly pop3_stuffed(fixture).
         fixed = alice_fixed()
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             self.assertEqual(c.cmd("USER alice"), "+OK")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: "))
             for i, want in enumerate(fixed, 1):
@@ -281,7 +281,7 @@ class PoplibTest(unittest.TestCase):
         srv = Mocksrv(SCENARIO, args=["--state-out", state], spool=False).start()
         try:
             after = self.dele_quit_and_check(srv.port("pop3"), [1, 4, 7])
-            with RawPop3(srv.port("pop3")) as c:
+            with pop3_client(srv.port("pop3")) as c:
                 c.cmd("USER bob")
                 c.cmd("PASS secret")
                 bob_msg = c.cmd_multi("RETR 1")[1]
@@ -307,7 +307,7 @@ class PoplibTest(unittest.TestCase):
         self.assertEqual(uidls, list(after))
         self.assertEqual(dict(zip(uidls, self.retr_all(p, len(after)))), after)
         p.quit()
-        with RawPop3(port2) as c:
+        with pop3_client(port2) as c:
             c.cmd("USER bob")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: 1 messages"))
             self.assertEqual(c.cmd("UIDL 1"), "+OK 1 42.1")

@@ -9,7 +9,7 @@ import smtplib
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from mocksrv_harness import Mocksrv, scenario  # noqa: E402
 
 HOST = "127.0.0.1"

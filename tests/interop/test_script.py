@@ -18,10 +18,9 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, scenario  # noqa: E402
-from test_faults_check import (Wire, fault_events, last_session_id,  # noqa: E402
-                               run_check, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, Wire, client_context, fault_events,  # noqa: E402
+                             last_session_id, run_check, scenario, wait_closed_event)
 
 SCENARIO = r"""
 version: 1

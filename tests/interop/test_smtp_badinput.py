@@ -9,8 +9,8 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, code, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, code, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -48,7 +48,7 @@ class ServerCase(unittest.TestCase):
         return [self.srv.message(i) for i in self.srv.spool_ids() if i not in self.before]
 
     def client(self, ehlo=True):
-        c = RawSmtp(self.port)
+        c = smtp_client(self.port)
         self.addCleanup(c.close)
         if ehlo:
             self.assertEqual(code(c.cmd("EHLO client.example")), 250)
@@ -191,7 +191,7 @@ class LineTest(ServerCase):
         self.assertEqual(code(c.cmd("x\r\n.")), 250)
 
     def test_peer_closes_mid_data(self):
-        c = RawSmtp(self.port)
+        c = smtp_client(self.port)
         c.cmd("EHLO client.example")
         c.cmd("MAIL FROM:<a@client.example>")
         c.cmd("RCPT TO:<alice@mock.test>")
@@ -336,11 +336,11 @@ class SessionsTest(ServerCase):
     SCENARIO = "interop-sessions.yaml"  # limits.sessions: 2
 
     def test_third_session_refused(self):
-        a = RawSmtp(self.port)
-        b = RawSmtp(self.port)
+        a = smtp_client(self.port)
+        b = smtp_client(self.port)
         self.assertEqual(a.greeting, "220 mock.test ESMTP mocksrv")
         self.assertEqual(b.greeting, "220 mock.test ESMTP mocksrv")
-        with RawSmtp(self.port, read_greeting=False) as c:
+        with smtp_client(self.port, read_greeting=False) as c:
             self.assertEqual(c.reply(), "421 mock.test Error: too many sessions, try again later")
             self.assertEqual(c.wait_closed(), b"")
         # The two sessions are unaffected (no EHLO: replies without enhanced codes).
@@ -350,7 +350,7 @@ class SessionsTest(ServerCase):
         self.assertEqual(a.cmd("QUIT"), "221 Bye")
         a.wait_closed()
         a.close()
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(c.cmd("QUIT"), "221 Bye")
             c.wait_closed()
@@ -359,10 +359,10 @@ class SessionsTest(ServerCase):
         b.close()
 
     def test_many_refused_then_served(self):
-        a = RawSmtp(self.port)
-        b = RawSmtp(self.port)
+        a = smtp_client(self.port)
+        b = smtp_client(self.port)
         for _ in range(5):
-            with RawSmtp(self.port, read_greeting=False) as c:
+            with smtp_client(self.port, read_greeting=False) as c:
                 self.assertEqual(code(c.reply()), 421)
                 c.wait_closed()
         for c in (a, b):

@@ -19,9 +19,8 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawSmtp, cert, client_context, code,  # noqa: E402
-                             scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, cert, client_context, code, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 BODY = b"Subject: with a client certificate\r\n\r\nhello\r\n"
@@ -114,7 +113,7 @@ class TlsClientCertTest(unittest.TestCase):
                 self.assertTrue(done["cipher"])
 
     def test_starttls_with_client_certificate(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
@@ -168,7 +167,7 @@ class TlsClientCertTest(unittest.TestCase):
                 self.assert_refused("smtps")
 
     def test_other_ca_refused_after_starttls(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")

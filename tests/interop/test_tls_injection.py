@@ -18,9 +18,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, RawPop3, RawSmtp,  # noqa: E402
-                             client_context, code, scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (IO_TIMEOUT, Mocksrv, client_context, code, pop3_client,  # noqa: E402
+                             scenario, smtp_client)
 
 HOST = "127.0.0.1"
 
@@ -87,7 +87,7 @@ class TlsInjectionTest(unittest.TestCase):
     # ---- injection ----
 
     def test_smtp_starttls_injection_is_discarded(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         self.assertEqual(code(c.cmd("EHLO client.example")), 250)
         c.send(b"STARTTLS\r\nEHLO injected\r\n")  # one write: one segment on loopback
@@ -112,7 +112,7 @@ class TlsInjectionTest(unittest.TestCase):
                                  "MAIL FROM:<a@client.example>", "EHLO mine.example", "QUIT"])
 
     def test_pop3_stls_injection_is_discarded(self):
-        c = RawPop3(self.srv.port("pop3"))
+        c = pop3_client(self.srv.port("pop3"))
         self.addCleanup(c.close)
         c.send(b"STLS\r\nUSER injected\r\n")
         self.assertEqual(c.reply(), "+OK Begin TLS negotiation now.")
@@ -137,7 +137,7 @@ class TlsInjectionTest(unittest.TestCase):
 
     def test_smtp_injection_on_required_listener(self):
         # With tls: required the stakes are AUTH: an injected AUTH must not log anyone in.
-        c = RawSmtp(self.srv.port("submission"))
+        c = smtp_client(self.srv.port("submission"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         c.send(b"STARTTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
@@ -199,7 +199,7 @@ class TlsInjectionTest(unittest.TestCase):
     def test_garbage_after_starttls(self):
         for name, data in garbage_inputs():
             with self.subTest(protocol="smtp", garbage=name):
-                c = RawSmtp(self.srv.port("smtp"))
+                c = smtp_client(self.srv.port("smtp"))
                 self.addCleanup(c.close)
                 c.cmd("EHLO client.example")
                 self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
@@ -208,7 +208,7 @@ class TlsInjectionTest(unittest.TestCase):
                 self.check_refused("smtp", self.last_session("smtp"), name)
                 self.still_serving()
             with self.subTest(protocol="pop3", garbage=name):
-                c = RawPop3(self.srv.port("pop3"))
+                c = pop3_client(self.srv.port("pop3"))
                 self.addCleanup(c.close)
                 self.assertEqual(c.cmd("STLS"), "+OK Begin TLS negotiation now.")
                 c.send(data)

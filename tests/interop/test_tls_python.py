@@ -17,9 +17,9 @@ import ssl
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawPop3, RawSmtp, client_context, code,  # noqa: E402
-                             scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, client_context, code, pop3_client, scenario,  # noqa: E402
+                             smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
@@ -118,7 +118,7 @@ class TlsPythonTest(unittest.TestCase):
         for listener in ("smtps", "smtps6"):
             with self.subTest(name="mock.test", listener=listener):
                 host, port = self.srv.addr(listener)
-                c = RawSmtp(port, host=host, tls=self.ctx(), server_hostname="mock.test")
+                c = smtp_client(port, host=host, tls=self.ctx(), server_hostname="mock.test")
                 self.addCleanup(c.close)
                 self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
                 self.assertEqual(c.cmd("QUIT"), "221 Bye")  # no EHLO: no enhanced code
@@ -139,7 +139,7 @@ class TlsPythonTest(unittest.TestCase):
     def test_verifying_client_refuses_a_wrong_name(self):
         # The check is not vacuous: a name the certificate does not carry fails verification.
         with self.assertRaises(ssl.SSLCertVerificationError):
-            c = RawSmtp(self.srv.port("smtps"), tls=self.ctx(), server_hostname="wrong.example")
+            c = smtp_client(self.srv.port("smtps"), tls=self.ctx(), server_hostname="wrong.example")
             c.close()
         # ... and the server keeps serving.
         s = smtplib.SMTP_SSL(HOST, self.srv.port("smtps"), context=self.ctx(), timeout=5)
@@ -150,7 +150,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- STARTTLS starts the SMTP session over (RFC 3207 4.2) ----
 
     def test_starttls_resets_smtp_session(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         ehlo = c.cmd("EHLO client.example")
         self.assertIn("250-STARTTLS", ehlo.split("\n"))
@@ -204,7 +204,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- tls: required (SPEC 3.1) ----
 
     def test_required_refuses_auth_and_mail_before_tls(self):
-        c = RawSmtp(self.srv.port("submission"))
+        c = smtp_client(self.srv.port("submission"))
         self.addCleanup(c.close)
         ehlo = [l[4:] for l in c.cmd("EHLO client.example").split("\n")]
         self.assertIn("STARTTLS", ehlo)
@@ -292,7 +292,7 @@ class TlsPythonTest(unittest.TestCase):
                 p.quit()
 
     def test_pop3_required_refuses_credentials_before_stls(self):
-        c = RawPop3(self.srv.port("pop3req"))
+        c = pop3_client(self.srv.port("pop3req"))
         self.addCleanup(c.close)
         status, capa = c.cmd_multi("CAPA")
         self.assertIn(b"\r\nSTLS\r\n", b"\r\n" + capa)
@@ -316,7 +316,7 @@ class TlsPythonTest(unittest.TestCase):
     def test_stls_forgets_user(self):
         # RFC 2595 4: the session stays in AUTHORIZATION, but a USER given in plaintext does
         # not carry over into TLS.
-        c = RawPop3(self.srv.port("pop3"))
+        c = pop3_client(self.srv.port("pop3"))
         self.addCleanup(c.close)
         self.assertEqual(c.cmd("USER alice"), "+OK")
         self.assertEqual(c.cmd("STLS"), "+OK Begin TLS negotiation now.")
@@ -340,7 +340,8 @@ class TlsPythonTest(unittest.TestCase):
     # ---- the end of a TLS session ----
 
     def test_quit_gets_close_notify(self):
-        for listener, quit_cmd, cls in (("smtps", "QUIT", RawSmtp), ("pop3s", "QUIT", RawPop3)):
+        for listener, quit_cmd, cls in (("smtps", "QUIT", smtp_client),
+                                        ("pop3s", "QUIT", pop3_client)):
             with self.subTest(listener=listener):
                 c = cls(self.srv.port(listener), read_greeting=False)
                 self.addCleanup(c.close)
@@ -357,7 +358,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- volume and pipelining through the TLS layer ----
 
     def test_pipelined_commands_over_tls(self):
-        c = RawSmtp(self.srv.port("smtps"), tls=self.ctx(), server_hostname="localhost")
+        c = smtp_client(self.srv.port("smtps"), tls=self.ctx(), server_hostname="localhost")
         self.addCleanup(c.close)
         c.send(b"EHLO client.example\r\nNOOP\r\nMAIL FROM:<a@client.example>\r\n"
                b"RCPT TO:<alice@mock.test>\r\nRSET\r\nQUIT\r\n")  # one TLS record
@@ -392,10 +393,10 @@ class TlsShutdownTest(unittest.TestCase):
         self.addCleanup(srv.cleanup)
         self.addCleanup(srv.stop)
         ctx = client_context(srv.ca_file)
-        smtps = RawSmtp(srv.port("smtps"), tls=ctx, server_hostname="localhost")
+        smtps = smtp_client(srv.port("smtps"), tls=ctx, server_hostname="localhost")
         self.addCleanup(smtps.close)
         self.assertEqual(code(smtps.cmd("EHLO client.example")), 250)
-        pop3 = RawPop3(srv.port("pop3"))
+        pop3 = pop3_client(srv.port("pop3"))
         self.addCleanup(pop3.close)
         self.assertEqual(pop3.cmd("STLS"), "+OK Begin TLS negotiation now.")
         pop3.start_tls(ctx, "localhost")
