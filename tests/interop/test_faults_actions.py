@@ -15,27 +15,20 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (HOST, Mocksrv, Wire, client_context, code, fault_events,  # noqa: E402
-                             fault_fixture, last_session_id, wait_closed_event)
+from mocksrv_harness import (HOST, MocksrvCase, Wire, client_context, code,  # noqa: E402
+                             fault_events, fault_fixture, last_session_id,
+                             wait_closed_event)
 
 NOOP_OK = b"250 2.0.0 Ok\r\n"
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     FIXTURE = "smtp-actions.yaml"
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture(cls.FIXTURE)).start()
+        cls.srv = cls.spawn_shared(fault_fixture(cls.FIXTURE))
         cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
 
     def client(self, ehlo=True):
         w = Wire(self.port)

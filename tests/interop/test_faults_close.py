@@ -12,23 +12,16 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, Wire, code, fault_events,  # noqa: E402
+from mocksrv_harness import (IO_TIMEOUT, MocksrvCase, Wire, code, fault_events,  # noqa: E402
                              fault_fixture, last_session_id, pop3_client,
                              wait_closed_event, wait_for)
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     FIXTURE = "smtp-actions.yaml"
 
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture(self.FIXTURE)).start()
-        self.addCleanup(self.stop)
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv = self.spawn(fault_fixture(self.FIXTURE))
 
     def wire(self, listener="smtp", greeting=True):
         w = Wire(self.srv.port(listener))

@@ -14,7 +14,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (HOST, Mocksrv, code, fault_events, fault_fixture,  # noqa: E402
+from mocksrv_harness import (HOST, MocksrvCase, code, fault_events, fault_fixture,  # noqa: E402
                              smtp_client, wait_closed_event)
 
 BODY1 = b"Subject: first\r\n\r\nrefused at end of data\r\n"
@@ -25,17 +25,10 @@ def plain(user):
     return base64.b64encode(b"\0" + user.encode() + b"\0secret").decode()
 
 
-class DataTest(unittest.TestCase):
+class DataTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("smtp-data.yaml")).start()
-        self.addCleanup(self.stop)
+        self.srv = self.spawn(fault_fixture("smtp-data.yaml"))
         self.port = self.srv.port("smtp")
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
 
     def transaction(self, c, body):
         self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")

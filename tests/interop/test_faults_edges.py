@@ -11,25 +11,17 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (HOST, IO_TIMEOUT, Mocksrv, Wire, fault_events,  # noqa: E402
+from mocksrv_harness import (HOST, IO_TIMEOUT, MocksrvCase, Wire, fault_events,  # noqa: E402
                              fault_fixture, last_session_id, pop3_client,
                              wait_closed_event)
 
 GREETING = b"220 mock.test ESMTP mocksrv\r\n"
 
 
-class EdgesTest(unittest.TestCase):
+class EdgesTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture("edges.yaml")).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+        cls.srv = cls.spawn_shared(fault_fixture("edges.yaml"))
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))

@@ -19,28 +19,22 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (HOST, Mocksrv, Wire, client_context, code, fault_events,  # noqa: E402
-                             fault_fixture, smtp_client, wait_closed_event)
+from mocksrv_harness import (HOST, MocksrvCase, Wire, client_context, code,  # noqa: E402
+                             fault_events, fault_fixture, smtp_client,
+                             wait_closed_event)
 
 RCPTS = ["r1@mock.test", "r2@mock.test", "r3@mock.test", "r4@mock.test", "r5@mock.test"]
 BODY = b"Subject: faults A\r\n\r\nbody\r\n"
 PLAIN = base64.b64encode(b"\0alice\0secret").decode()
 
 
-class TransactionalTest(unittest.TestCase):
+class TransactionalTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("smtp-transactional.yaml")).start()
-        self.addCleanup(self.stop)
+        self.srv = self.spawn(fault_fixture("smtp-transactional.yaml"))
         self.port = self.srv.port("smtp")
         # A's expect: session 1 must follow the sequence; the fault tests' session 1 does not
         # (no STARTTLS), so their run ends with an unmet expectation
-        self.want_exit = 3
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, self.want_exit, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv.want_status = 3
 
     def smtplib_client(self):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5)
@@ -68,7 +62,7 @@ class TransactionalTest(unittest.TestCase):
                          ["ehlo", "STARTTLS", "ehlo", "AUTH", "AUTH", "c2VjcmV0", "mail", "rcpt",
                           "rcpt", "rcpt", "data", ".", "quit"])
         self.assertEqual([e for e in self.srv.events() if e["event"] == "expect.fail"], [])
-        self.want_exit = 0
+        self.srv.want_status = 0
 
     def test_client_skipping_starttls_exit_3(self):
         s = self.smtplib_client()

@@ -28,7 +28,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (HOST, BioClient, Mocksrv, Wire, client_context,  # noqa: E402
+from mocksrv_harness import (HOST, BioClient, MocksrvCase, Wire, client_context,  # noqa: E402
                              fault_events, fault_fixture)
 
 ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])  # fatal handshake_failure
@@ -36,20 +36,12 @@ GO_AHEAD = "220 2.0.0 Ready to start TLS"
 STALL = 1.5  # how long a client waits for a stalled handshake
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     FIXTURE = "tls-faults.yaml"
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture(cls.FIXTURE)).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+        cls.srv = cls.spawn_shared(fault_fixture(cls.FIXTURE))
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))

@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, Wire, fault_events, wait_closed_event  # noqa: E402
+from mocksrv_harness import MocksrvCase, Wire, fault_events, wait_closed_event  # noqa: E402
 
 SLACK = 0.005  # the server's timers count whole milliseconds
 
@@ -52,21 +52,14 @@ faults:
 """
 
 
-class WaitingTest(unittest.TestCase):
+class WaitingTest(MocksrvCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="mocksrv-waiting-")
         self.addCleanup(self.tmp.cleanup)
         path = os.path.join(self.tmp.name, "waiting.yaml")
         with open(path, "w") as f:
             f.write(SCENARIO)
-        self.srv = Mocksrv(path).start()
-        self.addCleanup(self.stop)
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv = self.spawn(path)
 
     def assert_nothing_for(self, w, seconds):
         """Nothing arrives (and the connection stays open) for SECONDS."""

@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (Mocksrv, crlf, mail, pop3_client, pop3_stuffed,  # noqa: E402
+from mocksrv_harness import (MocksrvCase, crlf, mail, pop3_client, pop3_stuffed,  # noqa: E402
                              scenario, wait_for)
 
 NO_MSG = "-ERR There's no message %s."
@@ -32,19 +32,11 @@ def b64(s):
     return base64.b64encode(s.encode("utf-8")).decode("ascii")
 
 
-class Pop3BadInputTest(unittest.TestCase):
+class Pop3BadInputTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        cls.srv = cls.spawn_shared(scenario("pop3-interop.yaml"), spool=False)
         cls.port = cls.srv.port("pop3")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
 
     def raw(self, port=None):
         c = pop3_client(port or self.port)
@@ -380,20 +372,12 @@ class Pop3BadInputTest(unittest.TestCase):
         self.assertEqual(c.cmd("QUIT"), "+OK Logging out, 7 messages left.")
 
 
-class Pop3LimitsTest(unittest.TestCase):
+class Pop3LimitsTest(MocksrvCase):
     """pop3-strict.yaml: limits.idle_timeout 1s and limits.bad_commands 3."""
 
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-strict.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-strict.yaml"), spool=False)
         self.port = self.srv.port("pop3")
-
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
 
     def closes(self, ev_reason):
         return self.srv.wait_event(

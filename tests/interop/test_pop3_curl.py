@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, crlf, mail, pop3_wire, scenario  # noqa: E402
+from mocksrv_harness import MocksrvCase, crlf, mail, pop3_wire, scenario  # noqa: E402
 
 CURL = shutil.which("curl")
 UIDVALIDITY = 1700000000
@@ -30,18 +30,10 @@ def alice_fixed():
 
 
 @unittest.skipIf(CURL is None, "curl is not installed (ci/setup.sh installs it)")
-class Pop3CurlTest(unittest.TestCase):
+class Pop3CurlTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-interop.yaml"), spool=False)
         self.port = self.srv.port("pop3")
-
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
 
     def curl(self, path="", *args, user="alice:secret", ok=True):
         argv = [CURL, "-sS", "--max-time", "10", "pop3://127.0.0.1:%d/%s" % (self.port, path),

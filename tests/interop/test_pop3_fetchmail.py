@@ -23,7 +23,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, crlf, mail, pop3_wire, scenario  # noqa: E402
+from mocksrv_harness import MocksrvCase, crlf, mail, pop3_wire, scenario  # noqa: E402
 
 FETCHMAIL = shutil.which("fetchmail")
 N_MESSAGES = 7
@@ -54,18 +54,11 @@ def alice_fixed():
 
 
 @unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed (ci/setup.sh installs it)")
-class Pop3FetchmailTest(unittest.TestCase):
+class Pop3FetchmailTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-interop.yaml"), spool=False)
         self.port = self.srv.port("pop3")
 
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
         self.tmp = tempfile.mkdtemp(prefix="mocksrv-fetchmail-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.mda = os.path.join(self.tmp, "mda.sh")

@@ -10,30 +10,19 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, code, scenario, smtp_client  # noqa: E402
+from mocksrv_harness import MocksrvCase, code, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     """One mocksrv per class; after every test a fresh smtplib client must still be served."""
     SCENARIO = "interop.yaml"
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario(cls.SCENARIO)).start()
+        cls.srv = cls.spawn_shared(scenario(cls.SCENARIO))
         cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
 
     def tearDown(self):
         # The server still serves: a new client sends a message and it is spooled exactly.

@@ -6,32 +6,16 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, scenario, smtp_client  # noqa: E402
+from mocksrv_harness import MocksrvCase, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class LmtpTest(unittest.TestCase):
+class LmtpTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("interop-lmtp.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("interop-lmtp.yaml"))
         cls.port = cls.srv.port("lmtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     def lmtp(self):
         s = smtplib.LMTP(HOST, self.port, local_hostname="client.example", timeout=5)

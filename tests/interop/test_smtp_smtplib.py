@@ -12,38 +12,21 @@ import unittest
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, code, crlf, mail, scenario, smtp_client  # noqa: E402
+from mocksrv_harness import MocksrvCase, code, crlf, mail, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class SmtplibTest(unittest.TestCase):
+class SmtplibTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("interop.yaml"))
         cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
 
     def smtp(self, **kw):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5, **kw)
         self.addCleanup(s.close)
         return s
-
-    def new_messages(self, count=1):
-        """The messages spooled since setUp. The 250 after DATA means they are on disk."""
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     # ---- EHLO ----
 

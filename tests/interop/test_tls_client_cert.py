@@ -16,11 +16,11 @@ import smtplib
 import ssl
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import Mocksrv, cert, client_context, code, scenario, smtp_client  # noqa: E402
+from mocksrv_harness import (MocksrvCase, cert, client_context, code, scenario,  # noqa: E402
+                             smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: with a client certificate\r\n\r\nhello\r\n"
@@ -30,32 +30,15 @@ CURL = shutil.which("curl") or "curl"
 SWAKS = shutil.which("swaks")
 
 
-class TlsClientCertTest(unittest.TestCase):
+class TlsClientCertTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="mocksrv-clientcert-")
+        cls.tmp = cls.shared_tmpdir()
         path = os.path.join(cls.tmp, "tls-client-cert.yaml")
         shutil.copyfile(scenario("tls-client-cert.yaml"), path)
         shutil.copyfile(cert("ca.pem"), os.path.join(cls.tmp, "client-ca.pem"))
-        cls.srv = Mocksrv(path, args=["--cert", cert("server.pem"),
-                                      "--key", cert("server.key")]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
+        cls.srv = cls.spawn_shared(path, args=["--cert", cert("server.pem"),
+                                      "--key", cert("server.key")])
 
     def ctx(self, who=None, max_version=None):
         ctx = client_context(cert("ca.pem"),

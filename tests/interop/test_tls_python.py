@@ -18,8 +18,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (Mocksrv, client_context, code, pop3_client, scenario,  # noqa: E402
-                             smtp_client)
+from mocksrv_harness import (Mocksrv, MocksrvCase, client_context, code, pop3_client,  # noqa: E402
+                             scenario, smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
@@ -29,34 +29,18 @@ def plain_b64(user, password):
     return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
 
 
-class TlsPythonTest(unittest.TestCase):
+class TlsPythonTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
         if not cls.ca or not os.path.exists(cls.ca):
             cls.srv.stop()
             cls.srv.cleanup()
             raise AssertionError("ready line without a readable ca_file: %r" % cls.srv.ready)
 
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
     def ctx(self):
         return client_context(self.ca)
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     def tls_done(self, session):
         return self.srv.wait_event(lambda e: e["event"] == "tls.done"
@@ -385,7 +369,7 @@ class TlsPythonTest(unittest.TestCase):
         p.quit()
 
 
-class TlsShutdownTest(unittest.TestCase):
+class TlsShutdownTest(MocksrvCase):
     """SIGTERM closes open TLS sessions with the protocol's shutdown reply, encrypted."""
 
     def test_sigterm_with_tls_sessions_open(self):
