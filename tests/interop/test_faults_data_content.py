@@ -17,7 +17,6 @@ What clients observe:
 import os
 import smtplib
 import sys
-import tempfile
 import threading
 import unittest
 
@@ -116,12 +115,7 @@ class BodySender(threading.Thread):
 
 class DataContentTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="mocksrv-datacontent-")
-        self.addCleanup(self.tmp.cleanup)
-        path = os.path.join(self.tmp.name, "data-content.yaml")
-        with open(path, "w") as f:
-            f.write(SCENARIO)
-        self.srv = self.spawn(path)
+        self.srv = self.spawn(self.scenario_text(SCENARIO, "data-content.yaml"))
 
     def envelope(self, w):
         self.assertEqual(code(w.cmd("EHLO client.example")), 250)

@@ -16,7 +16,6 @@ Timing checks are lower bounds only, measured from a moment the server's silence
 millisecond clock."""
 import os
 import sys
-import tempfile
 import time
 import unittest
 
@@ -54,12 +53,7 @@ faults:
 
 class WaitingTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="mocksrv-waiting-")
-        self.addCleanup(self.tmp.cleanup)
-        path = os.path.join(self.tmp.name, "waiting.yaml")
-        with open(path, "w") as f:
-            f.write(SCENARIO)
-        self.srv = self.spawn(path)
+        self.srv = self.spawn(self.scenario_text(SCENARIO, "waiting.yaml"))
 
     def assert_nothing_for(self, w, seconds):
         """Nothing arrives (and the connection stays open) for SECONDS."""

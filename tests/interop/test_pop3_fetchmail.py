@@ -23,7 +23,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import MocksrvCase, crlf, mail, pop3_wire, scenario  # noqa: E402
+from mocksrv_harness import MocksrvCase, pop3_alice_fixed, pop3_wire, scenario  # noqa: E402
 
 FETCHMAIL = shutil.which("fetchmail")
 N_MESSAGES = 7
@@ -39,18 +39,6 @@ MDA = """#!/bin/sh
 n=$(ls "$1" | wc -l)
 exec cat > "$1/$(printf '%04d' $((n + 1))).eml"
 """
-
-
-def alice_fixed():
-    """The stored bytes of alice's first four messages (as in test_pop3_poplib.py)."""
-    return [
-        crlf(mail("pop3-plain.eml")),
-        mail("pop3-exact.eml"),
-        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
-        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",
-        b"Subject: headers only\r\n\r\n",
-    ]
 
 
 @unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed (ci/setup.sh installs it)")
@@ -75,7 +63,7 @@ class Pop3FetchmailTest(MocksrvCase):
             p.quit()
         finally:
             p.close()
-        for got, want in zip(self.served, alice_fixed()):
+        for got, want in zip(self.served, pop3_alice_fixed()):
             self.assertEqual(got, pop3_wire(want))
 
     def fetchmail(self, name, options="keep fetchall", protocol="pop3", server="",

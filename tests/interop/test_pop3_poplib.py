@@ -16,26 +16,14 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (Mocksrv, crlf, mail, pop3_client, pop3_stuffed,  # noqa: E402
-                             pop3_wire, scenario, wait_for)
+from mocksrv_harness import (Mocksrv, mail, pop3_alice_fixed, pop3_client,  # noqa: E402
+                             pop3_stuffed, pop3_wire, scenario, wait_for)
 
 HOST = "127.0.0.1"
 SCENARIO = scenario("pop3-interop.yaml")
 UIDVALIDITY = 1700000000
 N_MESSAGES = 7  # alice: four fixed messages, then three generated ones
 N_FIXED = 4
-
-
-def alice_fixed():
-    """The stored bytes of alice's first four messages, as the scenario loader makes them."""
-    return [
-        crlf(mail("pop3-plain.eml")),  # LF-only file: converted to CRLF
-        mail("pop3-exact.eml"),  # has CR: byte for byte (no line end at the end)
-        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
-        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",  # raw "|" block: LF -> CRLF, one line end at the end
-        b"Subject: headers only\r\n\r\n",
-    ]
 
 
 def joined(lines):
@@ -95,7 +83,7 @@ class PoplibTest(unittest.TestCase):
     # ---- USER/PASS, STAT, LIST, UIDL ----
 
     def test_user_pass_stat_list_uidl(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.pop()
         self.assertEqual(p.user("alice"), b"+OK")
         resp = p.pass_("secret")
@@ -120,7 +108,7 @@ class PoplibTest(unittest.TestCase):
         self.assertEqual(p.quit(), b"+OK Logging out, 7 messages left.")
 
     def test_retr_every_message_byte_for_byte(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.login()
         _, lines, _ = p.list()
         sizes = [int(l.split()[1]) for l in lines]
@@ -149,7 +137,7 @@ class PoplibTest(unittest.TestCase):
 
     def test_retr_wire_bytes_are_stuffed(self):
         # What poplib un-stuffed above, as it was on the wire: exactly pop3_stuffed(fixture).
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         with pop3_client(self.port) as c:
             self.assertEqual(c.cmd("USER alice"), "+OK")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: "))
@@ -165,7 +153,7 @@ class PoplibTest(unittest.TestCase):
         p = self.pop()
         resp = p.apop("alice", "secret")
         self.assertTrue(resp.startswith(b"+OK Logged in: 7 messages ("), resp)
-        self.assertEqual(joined(p.retr(1)[1]), pop3_wire(alice_fixed()[0]))
+        self.assertEqual(joined(p.retr(1)[1]), pop3_wire(pop3_alice_fixed()[0]))
         p.quit()
         p = self.pop()
         with self.assertRaises(poplib.error_proto) as cm:
@@ -192,7 +180,7 @@ class PoplibTest(unittest.TestCase):
     # ---- TOP ----
 
     def test_top(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.login()
         for i, msg in enumerate(fixed, 1):
             head, _, body = pop3_wire(msg).partition(b"\r\n\r\n")
@@ -269,7 +257,7 @@ class PoplibTest(unittest.TestCase):
 
     def test_dele_quit_expunges(self):
         after = self.dele_quit_and_check(self.port, [2, 5])
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         self.assertEqual(after[b"%d.1" % UIDVALIDITY], pop3_wire(fixed[0]))
         self.assertEqual(after[b"%d.3" % UIDVALIDITY], pop3_wire(fixed[2]))
         self.assertNotIn(b"%d.2" % UIDVALIDITY, after)

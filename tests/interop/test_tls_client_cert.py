@@ -19,8 +19,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (MocksrvCase, cert, client_context, code, scenario,  # noqa: E402
-                             smtp_client)
+from mocksrv_harness import (MocksrvCase, cert, client_context, code,  # noqa: E402
+                             last_session_id, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: with a client certificate\r\n\r\nhello\r\n"
@@ -51,14 +51,8 @@ class TlsClientCertTest(MocksrvCase):
         return self.srv.wait_event(lambda e: e["event"] == kind and e.get("session") == session,
                                    what="%s of session %d" % (kind, session))
 
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
-
     def assert_refused(self, listener, sid=None):
-        sid = sid or self.last_session(listener)
+        sid = sid or last_session_id(self.srv, listener)
         fail = self.event("tls.fail", sid)
         self.assertEqual(fail["listener"], listener)
         self.assertIn("certificate verify failed", fail["reason"])
@@ -120,7 +114,7 @@ class TlsClientCertTest(MocksrvCase):
         p.user("alice")
         p.pass_("secret")
         p.quit()
-        sid = self.last_session("pop3s")
+        sid = last_session_id(self.srv, "pop3s")
         self.assertEqual(self.event("tls.done", sid)["client"], "CN=alice")
 
     def test_no_client_certificate_goes_on(self):
@@ -171,7 +165,7 @@ class TlsClientCertTest(MocksrvCase):
         self.assertIn("Verification: OK", out)
         self.assertIn("221 2.0.0 Bye", out)
         self.assertIn("Acceptable client certificate CA names\nCN = mocksrv test CA", out)
-        self.assertEqual(self.event("tls.done", self.last_session("smtps"))["client"],
+        self.assertEqual(self.event("tls.done", last_session_id(self.srv, "smtps"))["client"],
                          "CN=alice")
         bad = subprocess.run(argv + ["-cert", cert("other-client.pem"),
                                      "-key", cert("other-client.key")],

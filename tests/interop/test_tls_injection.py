@@ -19,8 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, client_context, code, pop3_client,  # noqa: E402
-                             scenario, smtp_client)
+from mocksrv_harness import (IO_TIMEOUT, Mocksrv, client_context, code,  # noqa: E402
+                             last_session_id, pop3_client, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 
@@ -78,12 +78,6 @@ class TlsInjectionTest(unittest.TestCase):
     def session_events(self, sid):
         return [e for e in self.srv.events() if e.get("session") == sid]
 
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
-
     # ---- injection ----
 
     def test_smtp_starttls_injection_is_discarded(self):
@@ -102,7 +96,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(code(c.cmd("MAIL FROM:<a@client.example>")), 503)
         self.assertEqual(code(c.cmd("EHLO mine.example")), 250)
         self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
-        sid = self.last_session("smtp")
+        sid = last_session_id(self.srv, "smtp")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         lines = [e.get("line") for e in self.session_events(sid) if e["event"] == "command"]
@@ -128,7 +122,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(c.cmd("USER alice"), "+OK")
         self.assertTrue(c.cmd("PASS secret").startswith("+OK"))
         self.assertTrue(c.cmd("QUIT").startswith("+OK"))
-        sid = self.last_session("pop3")
+        sid = last_session_id(self.srv, "pop3")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         lines = [e.get("line") for e in self.session_events(sid) if e["event"] == "command"]
@@ -147,7 +141,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(code(c.cmd("EHLO mine.example")), 250)
         self.assertEqual(code(c.cmd("MAIL FROM:<a@client.example>")), 250)
         c.cmd("QUIT")
-        sid = self.last_session("submission")
+        sid = last_session_id(self.srv, "submission")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         self.assertEqual([e for e in self.session_events(sid) if e["event"] == "auth"], [])
@@ -193,7 +187,7 @@ class TlsInjectionTest(unittest.TestCase):
                     sock.sendall(data)
                     got = read_to_close(sock)
                     self.check_alert_then_eof(got, name)
-                    self.check_refused(listener, self.last_session(listener), name)
+                    self.check_refused(listener, last_session_id(self.srv, listener), name)
                     self.still_serving()
 
     def test_garbage_after_starttls(self):
@@ -205,7 +199,7 @@ class TlsInjectionTest(unittest.TestCase):
                 self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
                 c.send(data)
                 self.check_alert_then_eof(read_to_close(c.sock), name)
-                self.check_refused("smtp", self.last_session("smtp"), name)
+                self.check_refused("smtp", last_session_id(self.srv, "smtp"), name)
                 self.still_serving()
             with self.subTest(protocol="pop3", garbage=name):
                 c = pop3_client(self.srv.port("pop3"))
@@ -213,7 +207,7 @@ class TlsInjectionTest(unittest.TestCase):
                 self.assertEqual(c.cmd("STLS"), "+OK Begin TLS negotiation now.")
                 c.send(data)
                 self.check_alert_then_eof(read_to_close(c.sock), name)
-                self.check_refused("pop3", self.last_session("pop3"), name)
+                self.check_refused("pop3", last_session_id(self.srv, "pop3"), name)
                 self.still_serving()
 
     def test_garbage_while_another_session_is_open(self):
@@ -237,7 +231,7 @@ class TlsInjectionTest(unittest.TestCase):
         sock.shutdown(socket.SHUT_WR)
         read_to_close(sock)
         sock.close()
-        self.check_refused("smtps", self.last_session("smtps"), "half a ClientHello")
+        self.check_refused("smtps", last_session_id(self.srv, "smtps"), "half a ClientHello")
         self.still_serving()
 
 

@@ -18,8 +18,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (Mocksrv, MocksrvCase, client_context, code, pop3_client,  # noqa: E402
-                             scenario, smtp_client)
+from mocksrv_harness import (Mocksrv, MocksrvCase, client_context, code,  # noqa: E402
+                             last_session_id, pop3_client, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
@@ -46,12 +46,6 @@ class TlsPythonTest(MocksrvCase):
         return self.srv.wait_event(lambda e: e["event"] == "tls.done"
                                    and e.get("session") == session,
                                    what="tls.done of session %d" % session)
-
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
 
     # ---- smtplib ----
 
@@ -207,7 +201,7 @@ class TlsPythonTest(MocksrvCase):
         self.assertEqual(code(c.cmd("MAIL FROM:<alice@mock.test>")), 250)
         c.cmd("QUIT")
         # no credentials were checked in plaintext: the only auth event is the one over TLS
-        sid = self.last_session("submission")
+        sid = last_session_id(self.srv, "submission")
         auths = [e for e in self.srv.events() if e["event"] == "auth" and e.get("session") == sid]
         self.assertEqual(len(auths), 1, auths)
 

@@ -799,6 +799,13 @@ class MocksrvCase(unittest.TestCase):
     def tmpdir(self):
         return _tmpdir(self.addCleanup)
 
+    def scenario_text(self, text, name="s.yaml"):
+        """Writes TEXT to NAME in a new tmpdir(); returns the path."""
+        path = os.path.join(self.tmpdir(), name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
     @classmethod
     def shared_tmpdir(cls):
         return _tmpdir(cls.addClassCleanup)
@@ -823,13 +830,14 @@ class MocksrvCase(unittest.TestCase):
 
 
 def pop3_alice_fixed():
-    """The stored bytes of alice's first four messages in fixtures/scenarios/pop3-interop.yaml."""
+    """The stored bytes of alice's first four messages in fixtures/scenarios/pop3-interop.yaml,
+    as the scenario loader makes them."""
     return [
-        crlf(mail("pop3-plain.eml")),
-        mail("pop3-exact.eml"),
+        crlf(mail("pop3-plain.eml")),  # LF-only file: converted to CRLF
+        mail("pop3-exact.eml"),  # has CR: byte for byte (no line end at the end)
         b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
         b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",
+        b"third body line\r\n",  # raw "|" block: LF -> CRLF, one line end at the end
         b"Subject: headers only\r\n\r\n",
     ]
 
