@@ -756,6 +756,13 @@ def _finish(srv):
                            % (rc, srv.want_status, srv.stderr_text()))
 
 
+def _write(directory, name, text):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def _tmpdir(register):
     path = tempfile.mkdtemp(prefix="mocksrv-it-")
     register(shutil.rmtree, path, True)
@@ -801,10 +808,12 @@ class MocksrvCase(unittest.TestCase):
 
     def scenario_text(self, text, name="s.yaml"):
         """Writes TEXT to NAME in a new tmpdir(); returns the path."""
-        path = os.path.join(self.tmpdir(), name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+        return _write(self.tmpdir(), name, text)
+
+    @classmethod
+    def shared_scenario_text(cls, text, name="s.yaml"):
+        """scenario_text() for a whole class (call it in setUpClass)."""
+        return _write(cls.shared_tmpdir(), name, text)
 
     @classmethod
     def shared_tmpdir(cls):
