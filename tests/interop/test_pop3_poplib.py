@@ -10,13 +10,11 @@ wire (RFC 1939 3), so the comparison is with pop3_wire(fixture)."""
 import os
 import poplib
 import re
-import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (Mocksrv, mail, pop3_alice_fixed, pop3_client,  # noqa: E402
+from mocksrv_harness import (MocksrvCase, mail, pop3_alice_fixed, pop3_client,  # noqa: E402
                              pop3_stuffed, pop3_wire, scenario, wait_for)
 
 HOST = "127.0.0.1"
@@ -30,18 +28,9 @@ def joined(lines):
     return b"\r\n".join(lines) + b"\r\n"
 
 
-class PoplibTest(unittest.TestCase):
+class PoplibTest(MocksrvCase):
     def start(self, scenario_path=SCENARIO, args=()):
-        srv = Mocksrv(scenario_path, args=args, spool=False).start()
-
-        def stop():
-            rc = srv.stop()
-            srv.cleanup()
-            if rc != 0 or srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, srv.stderr_text()))
-        self.addCleanup(stop)
-        return srv
+        return self.spawn(scenario_path, args=args, spool=False)
 
     def setUp(self):
         self.srv = self.start()
@@ -263,20 +252,16 @@ class PoplibTest(unittest.TestCase):
         self.assertNotIn(b"%d.2" % UIDVALIDITY, after)
 
     def test_dele_quit_then_state_out_agrees(self):
-        tmp = tempfile.mkdtemp(prefix="mocksrv-pop3-state-")
-        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp = self.tmpdir()
         state = os.path.join(tmp, "state.yaml")
-        srv = Mocksrv(SCENARIO, args=["--state-out", state], spool=False).start()
-        try:
-            after = self.dele_quit_and_check(srv.port("pop3"), [1, 4, 7])
-            with pop3_client(srv.port("pop3")) as c:
-                c.cmd("USER bob")
-                c.cmd("PASS secret")
-                bob_msg = c.cmd_multi("RETR 1")[1]
-                c.cmd("QUIT")
-        finally:
-            rc = srv.stop()
-            srv.cleanup()
+        srv = self.start(args=["--state-out", state])
+        after = self.dele_quit_and_check(srv.port("pop3"), [1, 4, 7])
+        with pop3_client(srv.port("pop3")) as c:
+            c.cmd("USER bob")
+            c.cmd("PASS secret")
+            bob_msg = c.cmd_multi("RETR 1")[1]
+            c.cmd("QUIT")
+        rc = srv.stop()
         self.assertEqual(rc, 0, srv.stderr_text())
         self.assertFalse(srv.killed)
         with open(state, "rb") as f:
