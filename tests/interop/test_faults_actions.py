@@ -23,12 +23,8 @@ NOOP_OK = b"250 2.0.0 Ok\r\n"
 
 
 class ServerCase(MocksrvCase):
-    FIXTURE = "smtp-actions.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(fault_fixture(cls.FIXTURE))
-        cls.port = cls.srv.port("smtp")
+    SERVE = fault_fixture("smtp-actions.yaml")
+    SERVE_PORT = "smtp"
 
     def client(self, ehlo=True):
         w = Wire(self.port)
@@ -239,7 +235,7 @@ class StarttlsFamilyTest(ServerCase):
     """FAULTS.md example C in full, one variant per connection in accept order: 1 tls: refuse,
     2 EHLO without STARTTLS, 3 tls: plaintext, 4 STARTTLS + append, 5 tls: alert, 6 tls:
     {stall: after-client-hello}, while session 7 is served normally."""
-    FIXTURE = "starttls-family.yaml"
+    SERVE = fault_fixture("starttls-family.yaml")
 
     def go_ahead(self, n):
         """A raw session n up to the STARTTLS go-ahead (checked)."""

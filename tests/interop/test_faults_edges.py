@@ -19,9 +19,7 @@ GREETING = b"220 mock.test ESMTP mocksrv\r\n"
 
 
 class EdgesTest(MocksrvCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(fault_fixture("edges.yaml"))
+    SERVE = fault_fixture("edges.yaml")
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))

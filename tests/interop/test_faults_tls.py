@@ -37,11 +37,7 @@ STALL = 1.5  # how long a client waits for a stalled handshake
 
 
 class ServerCase(MocksrvCase):
-    FIXTURE = "tls-faults.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(fault_fixture(cls.FIXTURE))
+    SERVE = fault_fixture("tls-faults.yaml")
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))
@@ -357,7 +353,7 @@ class ImplicitTest(ServerCase):
 
 class ExampleDTest(ServerCase):
     """FAULTS.md 3 example D (fixtures/faults/implicit-tls.yaml), sessions in accept order."""
-    FIXTURE = "implicit-tls.yaml"
+    SERVE = fault_fixture("implicit-tls.yaml")
 
     def greeting(self, tls):
         data = b""

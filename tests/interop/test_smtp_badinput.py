@@ -17,12 +17,8 @@ HOST = "127.0.0.1"
 
 class ServerCase(MocksrvCase):
     """One mocksrv per class; after every test a fresh smtplib client must still be served."""
-    SCENARIO = "interop.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(scenario(cls.SCENARIO))
-        cls.port = cls.srv.port("smtp")
+    SERVE = scenario("interop.yaml")
+    SERVE_PORT = "smtp"
 
     def tearDown(self):
         # The server still serves: a new client sends a message and it is spooled exactly.
@@ -194,7 +190,7 @@ class LineTest(ServerCase):
 
 
 class SizeTest(ServerCase):
-    SCENARIO = "interop-small.yaml"  # smtp.max_size: 1KiB
+    SERVE = scenario("interop-small.yaml")  # smtp.max_size: 1KiB
 
     def start_data(self, c):
         self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
@@ -258,7 +254,7 @@ class SizeTest(ServerCase):
 
 
 class ErrorLimitTest(ServerCase):
-    SCENARIO = "interop-strict.yaml"  # limits.bad_commands: 3
+    SERVE = scenario("interop-strict.yaml")  # limits.bad_commands: 3
 
     def test_too_many_errors(self):
         c = self.client()
@@ -290,7 +286,7 @@ class ErrorLimitTest(ServerCase):
 
 
 class IdleTest(ServerCase):
-    SCENARIO = "interop-idle.yaml"  # limits.idle_timeout: 1s
+    SERVE = scenario("interop-idle.yaml")  # limits.idle_timeout: 1s
 
     def test_idle_timeout(self):
         # Three silent clients at once: before EHLO, after EHLO, in the middle of DATA.
@@ -322,7 +318,7 @@ class IdleTest(ServerCase):
 
 
 class SessionsTest(ServerCase):
-    SCENARIO = "interop-sessions.yaml"  # limits.sessions: 2
+    SERVE = scenario("interop-sessions.yaml")  # limits.sessions: 2
 
     def test_third_session_refused(self):
         a = smtp_client(self.port)

@@ -12,10 +12,8 @@ HOST = "127.0.0.1"
 
 
 class LmtpTest(MocksrvCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(scenario("interop-lmtp.yaml"))
-        cls.port = cls.srv.port("lmtp")
+    SERVE = scenario("interop-lmtp.yaml")
+    SERVE_PORT = "lmtp"
 
     def lmtp(self):
         s = smtplib.LMTP(HOST, self.port, local_hostname="client.example", timeout=5)

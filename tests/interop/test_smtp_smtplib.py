@@ -18,10 +18,8 @@ HOST = "127.0.0.1"
 
 
 class SmtplibTest(MocksrvCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(scenario("interop.yaml"))
-        cls.port = cls.srv.port("smtp")
+    SERVE = scenario("interop.yaml")
+    SERVE_PORT = "smtp"
 
     def smtp(self, **kw):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5, **kw)

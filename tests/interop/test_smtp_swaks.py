@@ -18,10 +18,8 @@ SWAKS = shutil.which("swaks")
 
 @unittest.skipIf(SWAKS is None, "swaks is not installed (ci/setup.sh installs it)")
 class SwaksTest(MocksrvCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cls.spawn_shared(scenario("interop.yaml"))
-        cls.port = cls.srv.port("smtp")
+    SERVE = scenario("interop.yaml")
+    SERVE_PORT = "smtp"
 
     def swaks(self, *args):
         argv = [SWAKS, "--server", "127.0.0.1", "--port", str(self.port),

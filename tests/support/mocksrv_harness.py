@@ -774,9 +774,21 @@ class MocksrvCase(unittest.TestCase):
     that is stopped after the test by its PID, with its exit status asserted: 0, or the status
     given to spawn() or set later in srv.want_status (a test that stops the server itself may
     check the status first; the cleanup checks it again). spawn_shared() does the same for a
-    whole class (call it in setUpClass; the class keeps it in cls.srv). tmpdir() is a temporary
+    whole class (call it in setUpClass), or set SERVE (and SERVE_PORT) and the base class's
+    setUpClass starts it into cls.srv (and cls.port). tmpdir() is a temporary
     directory removed after the test; wire()/client()/pop3() open a Wire closed after the test.
     new_messages() gives the messages self.srv spooled since setUp."""
+
+    SERVE = None  # a scenario path: setUpClass starts one server for the class, in cls.srv
+    SERVE_PORT = None  # the listener whose port setUpClass puts in cls.port
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.SERVE is not None:
+            cls.srv = cls.spawn_shared(cls.SERVE)
+            if cls.SERVE_PORT is not None:
+                cls.port = cls.srv.port(cls.SERVE_PORT)
 
     def spawn(self, scenario_path=None, status=0, **kw):
         srv = Mocksrv(scenario_path, **kw).start()
