@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, client_context, code,  # noqa: E402
+from mocksrv_harness import (IO_TIMEOUT, MocksrvCase, client_context, code,  # noqa: E402
                              last_session_id, pop3_client, scenario, smtp_client)
 
 HOST = "127.0.0.1"
@@ -58,19 +58,11 @@ def read_to_close(sock, timeout=IO_TIMEOUT):
         got += chunk
 
 
-class TlsInjectionTest(unittest.TestCase):
+class TlsInjectionTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
 
     def ctx(self):
         return client_context(self.ca)

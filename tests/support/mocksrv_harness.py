@@ -791,7 +791,10 @@ class MocksrvCase(unittest.TestCase):
                 cls.port = cls.srv.port(cls.SERVE_PORT)
 
     def spawn(self, scenario_path=None, status=0, **kw):
-        srv = Mocksrv(scenario_path, **kw).start()
+        return self.adopt(Mocksrv(scenario_path, **kw).start(), status)
+
+    def adopt(self, srv, status=0):
+        """Stops and checks SRV (a started Mocksrv) after the test, as spawn() does."""
         srv.want_status = status
         self.addCleanup(_finish, srv)
         return srv
