@@ -13,9 +13,9 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawSmtp, binary, code, parse_event_lines,  # noqa: E402
-                             scenario, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, binary, code, parse_event_lines, scenario,  # noqa: E402
+                             smtp_client, wait_for)
 
 HOST = "127.0.0.1"
 
@@ -140,7 +140,7 @@ class ReadyTest(unittest.TestCase):
                               "host": "127.0.0.1"})
             self.assertGreater(l["port"], 0)
             # Ready means accepting.
-            with RawSmtp(l["port"]) as c:
+            with smtp_client(l["port"]) as c:
                 self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
         self.assertEqual(srv.returncode, 0)
 
@@ -180,7 +180,7 @@ class ReadyTest(unittest.TestCase):
             self.assertEqual(ready["pid"], proc.pid)
             # mocksrv closes the descriptor after the line: the reader sees EOF.
             self.assertEqual(os.read(r, 4096), b"")
-            with RawSmtp(ready["listeners"][0]["port"]) as c:
+            with smtp_client(ready["listeners"][0]["port"]) as c:
                 self.assertEqual(code(c.greeting), 220)
         finally:
             os.close(r)
@@ -200,9 +200,9 @@ class ReadyTest(unittest.TestCase):
             self.assertEqual(smtp["host"], "127.0.0.1")
             self.assertEqual(lmtp["protocol"], "lmtp")
             self.assertNotIn(lmtp["port"], (0, 3024))
-            with RawSmtp(smtp["port"]) as c:
+            with smtp_client(smtp["port"]) as c:
                 self.assertEqual(c.greeting, "220 localhost ESMTP mocksrv")
-            with RawSmtp(lmtp["port"]) as c:
+            with smtp_client(lmtp["port"]) as c:
                 self.assertEqual(c.greeting, "220 localhost LMTP mocksrv")
                 self.assertEqual(code(c.cmd("LHLO client.example")), 250)
         self.assertEqual(srv.returncode, 0)
@@ -230,7 +230,7 @@ class ReadyTest(unittest.TestCase):
 class LifecycleTest(unittest.TestCase):
     def test_exit_after(self):
         with Mocksrv(scenario("interop.yaml"), args=["--exit-after", "2"]) as srv:
-            with RawSmtp(srv.port()) as a, RawSmtp(srv.port()) as b:
+            with smtp_client(srv.port()) as a, smtp_client(srv.port()) as b:
                 self.assertEqual(a.cmd("QUIT"), "221 Bye")
                 a.wait_closed()
                 # One session ended, one still open: still running.
@@ -254,7 +254,7 @@ class LifecycleTest(unittest.TestCase):
 
     def test_idle_exit_waits_for_open_sessions(self):
         with Mocksrv(scenario("interop.yaml"), args=["--idle-exit", "0.3"]) as srv:
-            with RawSmtp(srv.port()) as c:
+            with smtp_client(srv.port()) as c:
                 held_until = time.monotonic() + 0.9
                 while time.monotonic() < held_until:  # a silent open session for 3x idle-exit
                     self.assertIsNone(srv.proc.poll(), "exited with a session open")
@@ -265,8 +265,8 @@ class LifecycleTest(unittest.TestCase):
 
     def test_sigterm_with_open_session(self):
         with Mocksrv(scenario("interop.yaml")) as srv:
-            c = RawSmtp(srv.port())
-            d = RawSmtp(srv.port())
+            c = smtp_client(srv.port())
+            d = smtp_client(srv.port())
             self.addCleanup(c.close)
             self.addCleanup(d.close)
             c.cmd("EHLO client.example")
@@ -298,7 +298,7 @@ class LifecycleTest(unittest.TestCase):
     def sigterm_race_once(self, mode):
         srv = Mocksrv(scenario("interop.yaml")).start()
         try:
-            with RawSmtp(srv.port()) as c:
+            with smtp_client(srv.port()) as c:
                 c.cmd("EHLO client.example")
                 if mode == "data":
                     c.cmd("MAIL FROM:<a@client.example>")
@@ -322,7 +322,7 @@ class LifecycleTest(unittest.TestCase):
 
     def test_sigint(self):
         with Mocksrv(scenario("interop.yaml")) as srv:
-            with RawSmtp(srv.port()) as c:
+            with smtp_client(srv.port()) as c:
                 srv.signal(signal.SIGINT)
                 self.assertEqual(c.reply(), "421 mock.test Service shutting down")
             self.assertEqual(srv.wait(5), 0)
@@ -388,7 +388,7 @@ class CommandTest(unittest.TestCase):
 class EventsTest(unittest.TestCase):
     def test_session_events(self):
         with Mocksrv(scenario("interop.yaml")) as srv:
-            c = RawSmtp(srv.port(), read_greeting=False)
+            c = smtp_client(srv.port(), read_greeting=False)
             sent = received = b""
 
             def exchange(line):
@@ -460,7 +460,7 @@ class EventsTest(unittest.TestCase):
 
     def test_invalid_utf8_is_escaped(self):
         with Mocksrv(scenario("interop.yaml")) as srv:
-            with RawSmtp(srv.port()) as c:
+            with smtp_client(srv.port()) as c:
                 c.send(b"NOOP \xff\xfe\xc3(\r\n")
                 self.assertEqual(c.reply(), "250 Ok")
                 c.send(b"VRFY \xff\xc0\xaf\r\n")
@@ -485,7 +485,7 @@ class EventsTest(unittest.TestCase):
 
 class VerboseTest(unittest.TestCase):
     def session(self, srv):
-        with RawSmtp(srv.port()) as c:
+        with smtp_client(srv.port()) as c:
             c.cmd("EHLO client.example")
             c.cmd("NOOP")
             c.cmd("QUIT")

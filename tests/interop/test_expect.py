@@ -13,13 +13,12 @@ import os
 import poplib
 import smtplib
 import sys
-import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, client_context, code  # noqa: E402
-from test_faults_check import HOST, fault_fixture, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, MocksrvCase, client_context, code, fault_fixture,  # noqa: E402
+                             smtp_client, wait_closed_event)
 
 BODY = b"Subject: expect\r\n\r\nbody\r\n"
 
@@ -32,21 +31,15 @@ def not_met_lines(srv):
     return [l for l in srv.stderr_text().splitlines() if "expectation not met" in l]
 
 
-class ExpectCase(unittest.TestCase):
+class ExpectCase(MocksrvCase):
     """Each test writes its scenario and starts its own server; stop() gives the exit status."""
 
     def serve(self, yaml, **kw):
-        tmp = tempfile.mkdtemp(prefix="mocksrv-expect-")
-        self.addCleanup(lambda: __import__("shutil").rmtree(tmp, ignore_errors=True))
-        path = os.path.join(tmp, "scenario.yaml")
-        with open(path, "w") as f:
-            f.write(yaml)
-        srv = Mocksrv(path, **kw).start()
-        self.addCleanup(srv.cleanup)
-        self.addCleanup(srv.stop)
-        return srv
+        return self.spawn(self.scenario_text(yaml, "scenario.yaml"), **kw)
 
-    def stop(self, srv):
+    def stop(self, srv, want=0):
+        """Stops SRV now and returns its exit status; the cleanup asserts it is WANT."""
+        srv.want_status = want
         rc = srv.stop()
         self.assertFalse(srv.killed, "mocksrv ignored SIGTERM")
         return rc
@@ -95,7 +88,7 @@ class SequenceTest(ExpectCase):
         self.assertFalse([e for e in srv.events() if e["event"] == "session.close"])
         self.assertEqual(s.quit()[0], 221)
         wait_closed_event(srv, 1)
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         # once per session: no second report at the end; the subsequence entry was met
         self.assertEqual([e["expectation"] for e in expect_fails(srv)], ["expect[0].sequence"])
         [line] = not_met_lines(srv)
@@ -103,7 +96,7 @@ class SequenceTest(ExpectCase):
 
     def test_incomplete_sequence_reported_at_end(self):
         srv = self.serve(SEQ)
-        with RawSmtp(srv.port()) as c:
+        with smtp_client(srv.port()) as c:
             self.assertEqual(code(c.cmd("EHLO raw.example")), 250)
             self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
         # the client dropped the connection: both sequences are incomplete
@@ -117,7 +110,7 @@ class SequenceTest(ExpectCase):
         # every expect.fail of a session comes before its session.close
         names = [e["event"] for e in srv.events() if e.get("session") == 1]
         self.assertEqual(names[-3:], ["expect.fail", "expect.fail", "session.close"])
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         self.assertEqual(len(not_met_lines(srv)), 2)
 
     def test_only_session_1_is_checked_by_the_first_entry(self):
@@ -170,7 +163,7 @@ class NeverTest(ExpectCase):
         self.assertTrue(ev["seen"].startswith("got AUTH PLAIN "), ev["seen"])
         self.assertTrue(ev["seen"].endswith(', which matches never pattern "AUTH *" '
                                             "(in plaintext)"), ev["seen"])
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         self.assertEqual(len(not_met_lines(srv)), 1)
 
 
@@ -188,7 +181,7 @@ class PregreetTest(ExpectCase):
     def test_client_talking_first_fails(self):
         srv = self.serve(PREGREET)
         t0 = time.monotonic()
-        c = RawSmtp(srv.port("mx"), read_greeting=False)
+        c = smtp_client(srv.port("mx"), read_greeting=False)
         self.addCleanup(c.close)
         c.send("EHLO early.example\r\n")  # before the (delayed) greeting
         self.assertEqual(c.reply(), "220 mock.test ESMTP mocksrv")
@@ -200,13 +193,13 @@ class PregreetTest(ExpectCase):
         self.assertEqual((ev["session"], ev["expectation"]), (1, "expect[0].no_pregreet"))
         self.assertEqual(ev["seen"], 'the client sent "EHLO early.example??" before the greeting '
                                      "was complete")
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         [line] = not_met_lines(srv)
         self.assertIn("expect[0].no_pregreet", line)
 
     def test_patient_client_passes(self):
         srv = self.serve(PREGREET)
-        with RawSmtp(srv.port("mx")) as c:  # reads the greeting before it says anything
+        with smtp_client(srv.port("mx")) as c:  # reads the greeting before it says anything
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(code(c.cmd("EHLO patient.example")), 250)
             c.cmd("QUIT")
@@ -239,7 +232,7 @@ class SplitGreetingPregreetTest(ExpectCase):
 
     def test_talker_between_the_lines_fails(self):
         srv = self.serve(SPLIT_GREETING)
-        c = RawSmtp(srv.port("mx"), read_greeting=False)
+        c = smtp_client(srv.port("mx"), read_greeting=False)
         self.addCleanup(c.close)
         self.assertEqual(c.line(), "220-mx.mock.test ESMTP (please wait)")
         c.send("EHLO impatient.example\r\n")
@@ -250,7 +243,7 @@ class SplitGreetingPregreetTest(ExpectCase):
         [ev] = expect_fails(srv)
         self.assertEqual(ev["expectation"], "expect[0].no_pregreet")
         self.assertIn("EHLO impatient.example", ev["seen"])
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
 
     def test_patient_clients_pass(self):
         srv = self.serve(SPLIT_GREETING)
@@ -259,7 +252,7 @@ class SplitGreetingPregreetTest(ExpectCase):
             self.assertEqual(s.ehlo()[0], 250)
             s.quit()
             wait_closed_event(srv, n)
-        with RawSmtp(srv.port("mx")) as c:  # answers as soon as the last line is in
+        with smtp_client(srv.port("mx")) as c:  # answers as soon as the last line is in
             self.assertEqual(code(c.cmd("EHLO quick.example")), 250)
             c.cmd("QUIT")
             c.wait_closed()
@@ -294,7 +287,7 @@ class CountsTest(ExpectCase):
         s = self.smtp(srv)
         s.noop()
         s.quit()
-        with RawSmtp(srv.port("other")) as c:  # not a listener of the sessions/quit entries
+        with smtp_client(srv.port("other")) as c:  # not a listener of the sessions/quit entries
             c.send("NOOP\r\n")  # and no QUIT
         wait_closed_event(srv, 3)
         self.assertEqual(self.stop(srv), 0, srv.stderr_text())
@@ -306,7 +299,7 @@ class CountsTest(ExpectCase):
         self.send(srv, "other")
         wait_closed_event(srv, 2)
         self.assertEqual(expect_fails(srv), [])  # run-wide checks wait for the stop
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         evs = expect_fails(srv)
         self.assertEqual([(e["expectation"], e["seen"]) for e in evs],
                          [("expect[0].messages", "2 messages, expected 1"),
@@ -327,7 +320,7 @@ class CountsTest(ExpectCase):
         [ev] = expect_fails(srv)
         self.assertEqual((ev["session"], ev["expectation"], ev["seen"]),
                          (1, "expect[2].quit", "the session ended without QUIT (peer-closed)"))
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
 
     def test_session_open_at_stop_is_not_a_quit(self):
         srv = self.serve(COUNTS)
@@ -335,7 +328,7 @@ class CountsTest(ExpectCase):
         s = self.smtp(srv)
         s.noop()
         # SIGTERM while session 2 is open: it ends with 421 (shutdown), not with QUIT
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
         self.assertEqual([(e["expectation"], e["seen"]) for e in expect_fails(srv)],
                          [("expect[2].quit", "the session ended without QUIT (shutdown)")])
 
@@ -380,7 +373,7 @@ class EnforceTest(ExpectCase):
         self.assertTrue(evs[1]["seen"].startswith("got rset where RCPT TO:* was expected"),
                         evs[1]["seen"])
         # the sequence itself was completed: no report at the end
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
 
     def test_smtp_compliant_client_exit_0(self):
         srv = self.serve(ENFORCE)
@@ -406,7 +399,7 @@ class EnforceTest(ExpectCase):
         [ev] = expect_fails(srv)
         self.assertEqual(ev["expectation"], "expect[1].sequence")
         self.assertTrue(ev["seen"].startswith("got LIST where STAT was expected"), ev["seen"])
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
 
 
 CMD = """version: 1
@@ -431,17 +424,18 @@ class CmdModeTest(ExpectCase):
         self.assertEqual(srv.wait(10), 0, srv.stderr_text())
 
     def test_unmet_and_cmd_ok(self):
-        srv = self.serve(CMD, cmd=["sh", "-c", "exit 0"])
+        srv = self.serve(CMD, status=3, cmd=["sh", "-c", "exit 0"])
         self.assertEqual(srv.wait(10), 3)
         self.assertEqual([e["seen"] for e in expect_fails(srv)], ["0 messages, expected 1"])
 
     def test_cmd_failure_wins(self):
-        srv = self.serve(CMD, cmd=["sh", "-c", "exit 5"])
+        srv = self.serve(CMD, status=5, cmd=["sh", "-c", "exit 5"])
         self.assertEqual(srv.wait(10), 5)
         self.assertEqual(len(expect_fails(srv)), 1)  # still reported
 
     def test_met_and_cmd_failure(self):
-        srv = self.serve(CMD, cmd=[sys.executable, "-c", SEND_ONE + "raise SystemExit(4)\n"])
+        srv = self.serve(CMD, status=4,
+                         cmd=[sys.executable, "-c", SEND_ONE + "raise SystemExit(4)\n"])
         self.assertEqual(srv.wait(10), 4)
         self.assertEqual(expect_fails(srv), [])
 
@@ -454,10 +448,7 @@ class ExampleCNeverTest(ExpectCase):
     then logs in."""
 
     def start(self):
-        srv = Mocksrv(fault_fixture("starttls-family.yaml")).start()
-        self.addCleanup(srv.cleanup)
-        self.addCleanup(srv.stop)
-        return srv
+        return self.spawn(fault_fixture("starttls-family.yaml"))
 
     def careful_session(self, srv):
         s = self.smtp(srv)
@@ -493,7 +484,7 @@ class ExampleCNeverTest(ExpectCase):
         [ev] = expect_fails(srv)
         self.assertEqual((ev["session"], ev["expectation"]), (2, "expect[0].never"))
         self.assertTrue(ev["seen"].startswith("got AUTH "), ev["seen"])
-        self.assertEqual(self.stop(srv), 3)
+        self.assertEqual(self.stop(srv, 3), 3)
 
 
 if __name__ == "__main__":

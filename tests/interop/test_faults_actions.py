@@ -14,29 +14,17 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, code  # noqa: E402
-from test_faults_check import (HOST, Wire, fault_events, fault_fixture,  # noqa: E402
-                               last_session_id, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, MocksrvCase, Wire, client_context, code,  # noqa: E402
+                             fault_events, fault_fixture, last_session_id,
+                             wait_closed_event)
 
 NOOP_OK = b"250 2.0.0 Ok\r\n"
 
 
-class ServerCase(unittest.TestCase):
-    FIXTURE = "smtp-actions.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture(cls.FIXTURE)).start()
-        cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+class ServerCase(MocksrvCase):
+    SERVE = fault_fixture("smtp-actions.yaml")
+    SERVE_PORT = "smtp"
 
     def client(self, ehlo=True):
         w = Wire(self.port)
@@ -247,7 +235,7 @@ class StarttlsFamilyTest(ServerCase):
     """FAULTS.md example C in full, one variant per connection in accept order: 1 tls: refuse,
     2 EHLO without STARTTLS, 3 tls: plaintext, 4 STARTTLS + append, 5 tls: alert, 6 tls:
     {stall: after-client-hello}, while session 7 is served normally."""
-    FIXTURE = "starttls-family.yaml"
+    SERVE = fault_fixture("starttls-family.yaml")
 
     def go_ahead(self, n):
         """A raw session n up to the STARTTLS go-ahead (checked)."""

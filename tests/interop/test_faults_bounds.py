@@ -18,14 +18,12 @@ import os
 import socket
 import ssl
 import sys
-import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context  # noqa: E402
-from test_faults_check import HOST, Wire, last_session_id, wait_closed_event  # noqa: E402
-from test_faults_tls import BioClient  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, BioClient, MocksrvCase, Wire, client_context,  # noqa: E402
+                             last_session_id, wait_closed_event)
 
 GREETING = b"220 mock.test ESMTP mocksrv\r\n"  # 29 bytes: 5.6 s at 200 ms a byte
 
@@ -91,26 +89,12 @@ faults:
 """
 
 
-class Case(unittest.TestCase):
+class Case(MocksrvCase):
     SCENARIO = None
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="mocksrv-bounds-")
-        cls.path = os.path.join(cls.dir, "s.yaml")
-        with open(cls.path, "w") as f:
-            f.write(cls.SCENARIO)
-        cls.srv = Mocksrv(cls.path).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        os.unlink(cls.path)
-        os.rmdir(cls.dir)
-        if rc != 0:
-            raise AssertionError("mocksrv exit status %r; stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+        cls.srv = cls.spawn_shared(cls.shared_scenario_text(cls.SCENARIO))
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener), timeout=20)

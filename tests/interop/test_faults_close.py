@@ -11,25 +11,17 @@ import socket
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, RawPop3, code,  # noqa: E402
-                             wait_for)
-from test_faults_check import (Wire, fault_events, fault_fixture,  # noqa: E402
-                               last_session_id, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (IO_TIMEOUT, MocksrvCase, Wire, code, fault_events,  # noqa: E402
+                             fault_fixture, last_session_id, pop3_client,
+                             wait_closed_event, wait_for)
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     FIXTURE = "smtp-actions.yaml"
 
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture(self.FIXTURE)).start()
-        self.addCleanup(self.stop)
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv = self.spawn(fault_fixture(self.FIXTURE))
 
     def wire(self, listener="smtp", greeting=True):
         w = Wire(self.srv.port(listener))
@@ -143,7 +135,7 @@ class ExampleETest(ServerCase):
         self.assertEqual(how, "rst")
         self.assertEqual(len(cut), 100, cut)
         # session 5 (no rule): the whole RETR 2, whose first 100 bytes are what session 4 got
-        c = RawPop3(self.srv.port("pop3"))
+        c = pop3_client(self.srv.port("pop3"))
         self.addCleanup(c.close)
         c.cmd("USER alice")
         c.cmd("PASS secret")

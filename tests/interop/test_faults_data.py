@@ -13,10 +13,9 @@ import smtplib
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, code  # noqa: E402
-from test_faults_check import (HOST, fault_events, fault_fixture,  # noqa: E402
-                               wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, MocksrvCase, code, fault_events, fault_fixture,  # noqa: E402
+                             smtp_client, wait_closed_event)
 
 BODY1 = b"Subject: first\r\n\r\nrefused at end of data\r\n"
 BODY2 = b"Subject: second\r\n\r\naccepted\r\n"
@@ -26,17 +25,10 @@ def plain(user):
     return base64.b64encode(b"\0" + user.encode() + b"\0secret").decode()
 
 
-class DataTest(unittest.TestCase):
+class DataTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("smtp-data.yaml")).start()
-        self.addCleanup(self.stop)
+        self.srv = self.spawn(fault_fixture("smtp-data.yaml"))
         self.port = self.srv.port("smtp")
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
 
     def transaction(self, c, body):
         self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
@@ -46,7 +38,7 @@ class DataTest(unittest.TestCase):
         return c.reply()
 
     def test_end_of_data_451_not_stored_session_goes_on(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(self.transaction(c, BODY1), "451 4.3.0 Queue full, try later")
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")
@@ -79,19 +71,19 @@ class DataTest(unittest.TestCase):
         self.assertEqual([d for d, _ in msgs], [BODY2])
 
     def test_user(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")  # nobody authenticated
             self.assertEqual(code(c.cmd("AUTH PLAIN " + plain("bob"))), 235)
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")  # bob
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(code(c.cmd("AUTH PLAIN " + plain("alice"))), 235)
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 hello alice")
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 hello alice")
 
     def test_encrypted(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("NOOP enc"), "250 2.0.0 plaintext")
             self.assertEqual(c.cmd("NOOP tlsonly"), "250 2.0.0 Ok")
@@ -99,7 +91,7 @@ class DataTest(unittest.TestCase):
     def test_session_ranges(self):
         got = []
         for _ in range(8):
-            with RawSmtp(self.port) as c:
+            with smtp_client(self.port) as c:
                 got.append(c.cmd("HELP"))
                 c.cmd("QUIT")
                 c.wait_closed()

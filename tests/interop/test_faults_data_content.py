@@ -17,13 +17,12 @@ What clients observe:
 import os
 import smtplib
 import sys
-import tempfile
 import threading
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, code  # noqa: E402
-from test_faults_check import HOST, Wire, fault_events, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, MocksrvCase, Wire, code, fault_events,  # noqa: E402
+                             wait_closed_event)
 
 SLACK = 0.005  # the server's timers count whole milliseconds
 BUGGY = "334 QnVHZ1liVWdHeQ=="
@@ -114,21 +113,9 @@ class BodySender(threading.Thread):
         assert not self.is_alive(), "body sender did not finish"
 
 
-class DataContentTest(unittest.TestCase):
+class DataContentTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="mocksrv-datacontent-")
-        self.addCleanup(self.tmp.cleanup)
-        path = os.path.join(self.tmp.name, "data-content.yaml")
-        with open(path, "w") as f:
-            f.write(SCENARIO)
-        self.srv = Mocksrv(path).start()
-        self.addCleanup(self.stop)
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv = self.spawn(self.scenario_text(SCENARIO, "data-content.yaml"))
 
     def envelope(self, w):
         self.assertEqual(code(w.cmd("EHLO client.example")), 250)

@@ -10,26 +10,16 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import IO_TIMEOUT, Mocksrv, RawPop3  # noqa: E402
-from test_faults_check import (HOST, Wire, fault_events, fault_fixture,  # noqa: E402
-                               last_session_id, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, IO_TIMEOUT, MocksrvCase, Wire, fault_events,  # noqa: E402
+                             fault_fixture, last_session_id, pop3_client,
+                             wait_closed_event)
 
 GREETING = b"220 mock.test ESMTP mocksrv\r\n"
 
 
-class EdgesTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture("edges.yaml")).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+class EdgesTest(MocksrvCase):
+    SERVE = fault_fixture("edges.yaml")
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))
@@ -125,7 +115,7 @@ class EdgesTest(unittest.TestCase):
 
     def test_pop3_capa_hide(self):
         port = self.srv.port("pop3")
-        c = RawPop3(port)
+        c = pop3_client(port)
         self.addCleanup(c.close)
         status, body = c.cmd_multi("CAPA")
         self.assertTrue(status.startswith("+OK"), status)

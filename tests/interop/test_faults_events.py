@@ -7,9 +7,9 @@ import os
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, wait_for  # noqa: E402
-from test_faults_check import fault_events, fault_fixture, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, fault_events, fault_fixture, smtp_client,  # noqa: E402
+                             wait_closed_event, wait_for)
 
 SESSIONS = 5
 
@@ -19,7 +19,7 @@ def client_sequence(port):
     texts it saw (no timing)."""
     seen = []
     for n in range(SESSIONS):
-        with RawSmtp(port) as c:
+        with smtp_client(port) as c:
             seen.append(c.cmd("EHLO s%d.example" % n))
             for _ in range(6):
                 seen.append(c.cmd("NOOP"))
@@ -121,7 +121,7 @@ class CountersTest(unittest.TestCase):
             port = srv.port("smtp")
             got = []
             for n in (7, 3):
-                with RawSmtp(port) as c:
+                with smtp_client(port) as c:
                     c.cmd("EHLO client.example")
                     got.append([c.cmd("VRFY alice") for _ in range(n)])
                     c.cmd("QUIT")
@@ -161,7 +161,7 @@ class TranscriptTest(unittest.TestCase):
                         'faults:\n  - { name: esc, when: { command: NOOP }, '
                         'raw: "250 \\x1b[31mred\\x01 ok\\r\\n" }\n')
             with Mocksrv(path, args=["-v"]) as srv:
-                with RawSmtp(srv.port("smtp")) as c:
+                with smtp_client(srv.port("smtp")) as c:
                     c.send(b"NOOP\r\n")
                     self.assertEqual(c.line(), "250 \x1b[31mred\x01 ok")
                     c.cmd("QUIT")

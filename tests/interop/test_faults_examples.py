@@ -17,9 +17,9 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, code, wait_for  # noqa: E402
-from test_faults_check import Wire, fault_events, fault_fixture  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, MocksrvCase, Wire, code, fault_events,  # noqa: E402
+                             fault_fixture, wait_for)
 
 SMTP_SESSIONS = 3
 POP3_SESSIONS = 3
@@ -134,11 +134,9 @@ class ExampleFTest(unittest.TestCase):
             self.assertEqual(len({ev[1] for ev in slow}), len(slow), "at most once a session")
 
 
-class ExampleGTest(unittest.TestCase):
+class ExampleGTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("example-g-tarpit.yaml"), args=["-v"]).start()
-        self.addCleanup(self.srv.cleanup)
-        self.addCleanup(self.srv.stop)
+        self.srv = self.spawn(fault_fixture("example-g-tarpit.yaml"), args=["-v"])
 
     def test_tarpit_mx(self):
         w = Wire(self.srv.port("mx"), timeout=20)
@@ -182,17 +180,16 @@ class ExampleGTest(unittest.TestCase):
         self.addCleanup(w.close)
         w.send("EHLO impatient.example\r\n")  # before the banner's second line
         w.take_until(b"220 mx.mock.test ESMTP\r\n")
+        self.srv.want_status = 3
         self.assertEqual(self.srv.stop(), 3)
         fails = [e for e in self.srv.events() if e["event"] == "expect.fail"]
         self.assertEqual(len(fails), 1, fails)
         self.assertIn("no_pregreet", fails[0]["expectation"])
 
 
-class ExampleHTest(unittest.TestCase):
+class ExampleHTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("example-h-slow-reader.yaml")).start()
-        self.addCleanup(self.srv.cleanup)
-        self.addCleanup(self.srv.stop)
+        self.srv = self.spawn(fault_fixture("example-h-slow-reader.yaml"))
 
     def open_data(self):
         w = Wire(self.srv.port("smtp"), timeout=20)

@@ -13,15 +13,13 @@ import ssl
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, code  # noqa: E402
-from test_faults_check import Wire, fault_events, wait_closed_event  # noqa: E402
-from test_faults_tls import BioClient  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (BioClient, MocksrvCase, Wire, client_context, code,  # noqa: E402
+                             fault_events, wait_closed_event)
 
 MESSAGE = ("From: a@example.test\r\nTo: alice@example.test\r\nSubject: shaped\r\n\r\n"
            + "".join("line %03d of a message read through a shaped connection\r\n" % i
@@ -47,23 +45,15 @@ def yaml_str(s):
         "\n", "\\n") + '"'
 
 
-class ShapeCase(unittest.TestCase):
+class ShapeCase(MocksrvCase):
     def serve(self, rules, seed=1, idle="30s", extra=""):
-        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        d = self.tmpdir()
         path = os.path.join(d, "s.yaml")
         with open(path, "w") as f:
             f.write(POP3 % {"seed": seed, "raw": yaml_str(MESSAGE), "idle": idle,
                             "rules": rules} + extra)
-        srv = Mocksrv(path).start()
-        self.addCleanup(self.stop, srv, d)
+        srv = self.spawn(path)
         return srv
-
-    def stop(self, srv, d):
-        rc = srv.stop()
-        srv.cleanup()
-        os.unlink(os.path.join(d, "s.yaml"))
-        os.rmdir(d)
-        self.assertEqual(rc, 0, "exit status; stderr:\n%s" % srv.stderr_text())
 
     def wire(self, srv, listener="pop3"):
         w = Wire(srv.port(listener), timeout=10)
@@ -380,13 +370,12 @@ class ReadTest(ShapeCase):
     def pushed_in_one_second(self, listener_extra):
         """With read: stop from the start of DATA: how many body bytes the client's kernel takes
         in 1 s (what the server's receive buffer and window let through)."""
-        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        d = self.tmpdir()
         path = os.path.join(d, "s.yaml")
         with open(path, "w") as f:
             f.write("version: 1\nlisteners: { smtp: { protocol: smtp, port: 0%s } }\n"
                     "faults:\n  - { when: { at: data }, read: stop }\n" % listener_extra)
-        srv = Mocksrv(path).start()
-        self.addCleanup(self.stop, srv, d)
+        srv = self.spawn(path)
         s = socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=10)
         self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -414,14 +403,13 @@ class ReadTest(ShapeCase):
 
 class TlsLayerTest(ShapeCase):
     def test_layer_tls_one_record_per_piece(self):
-        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        d = self.tmpdir()
         path = os.path.join(d, "s.yaml")
         with open(path, "w") as f:
             f.write("version: 1\nlisteners: { pop3s: { protocol: pop3, port: 0, tls: implicit }}\n"
                     "faults:\n  - { when: { command: CAPA }, "
                     "split: { size: 8, gap: 10ms, layer: tls } }\n")
-        tsrv = Mocksrv(path).start()
-        self.addCleanup(self.stop, tsrv, d)
+        tsrv = self.spawn(path)
         ctx = client_context(tsrv.ca_file)
         p = poplib.POP3_SSL("127.0.0.1", tsrv.port("pop3s"), context=ctx, timeout=10)
         self.addCleanup(p.close)
@@ -438,15 +426,14 @@ class TlsLayerTest(ShapeCase):
     def test_layer_tls_records_on_the_wire(self):
         # count the records: with layer: tls each 8-byte piece is its own application-data
         # record (with layer: tcp the reply would be one record cut into TCP pieces)
-        d = tempfile.mkdtemp(prefix="mocksrv-shape-")
+        d = self.tmpdir()
         path = os.path.join(d, "s.yaml")
         with open(path, "w") as f:
             f.write("version: 1\nhostname: mock.test\n"
                     "listeners: { pop3s: { protocol: pop3, port: 0, tls: implicit }}\n"
                     "faults:\n  - { when: { command: CAPA }, "
                     "split: { size: 8, gap: 5ms, layer: tls } }\n")
-        tsrv = Mocksrv(path).start()
-        self.addCleanup(self.stop, tsrv, d)
+        tsrv = self.spawn(path)
         c = BioClient(tsrv.ca_file)
         w = Wire(tsrv.port("pop3s"), timeout=10)
         self.addCleanup(w.close)

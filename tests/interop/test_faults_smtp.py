@@ -18,30 +18,23 @@ import smtplib
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, client_context, code  # noqa: E402
-from test_faults_check import (HOST, Wire, fault_events, fault_fixture,  # noqa: E402
-                               wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, MocksrvCase, Wire, client_context, code,  # noqa: E402
+                             fault_events, fault_fixture, smtp_client,
+                             wait_closed_event)
 
 RCPTS = ["r1@mock.test", "r2@mock.test", "r3@mock.test", "r4@mock.test", "r5@mock.test"]
 BODY = b"Subject: faults A\r\n\r\nbody\r\n"
 PLAIN = base64.b64encode(b"\0alice\0secret").decode()
 
 
-class TransactionalTest(unittest.TestCase):
+class TransactionalTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(fault_fixture("smtp-transactional.yaml")).start()
-        self.addCleanup(self.stop)
+        self.srv = self.spawn(fault_fixture("smtp-transactional.yaml"))
         self.port = self.srv.port("smtp")
         # A's expect: session 1 must follow the sequence; the fault tests' session 1 does not
         # (no STARTTLS), so their run ends with an unmet expectation
-        self.want_exit = 3
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, self.want_exit, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv.want_status = 3
 
     def smtplib_client(self):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5)
@@ -69,7 +62,7 @@ class TransactionalTest(unittest.TestCase):
                          ["ehlo", "STARTTLS", "ehlo", "AUTH", "AUTH", "c2VjcmV0", "mail", "rcpt",
                           "rcpt", "rcpt", "data", ".", "quit"])
         self.assertEqual([e for e in self.srv.events() if e["event"] == "expect.fail"], [])
-        self.want_exit = 0
+        self.srv.want_status = 0
 
     def test_client_skipping_starttls_exit_3(self):
         s = self.smtplib_client()
@@ -101,7 +94,7 @@ class TransactionalTest(unittest.TestCase):
 
     def test_third_rcpt_exact_replies_and_per_session_counter(self):
         def session():
-            with RawSmtp(self.port) as c:
+            with smtp_client(self.port) as c:
                 c.cmd("EHLO client.example")
                 c.cmd("MAIL FROM:<a@client.example>")
                 got = [c.cmd("RCPT TO:<%s>" % r) for r in RCPTS]
@@ -116,7 +109,7 @@ class TransactionalTest(unittest.TestCase):
                 "250 2.1.5 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok"]
         self.assertEqual(session(), want)
         # session 2 is busy-second-session's: MAIL gets 421; skip it with a bare connection
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             self.assertEqual(c.cmd("QUIT"), "221 Bye")
             c.wait_closed()
         # session 3: the nth counter started again at 0
@@ -148,7 +141,7 @@ class TransactionalTest(unittest.TestCase):
         self.assertEqual(len(self.srv.wait_messages(2)), 2)
 
     def test_second_session_mail_421_then_eof_raw(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO one.example")
             self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
             c.cmd("QUIT")
@@ -171,7 +164,7 @@ class TransactionalTest(unittest.TestCase):
         self.assertEqual(self.srv.spool_ids(), [])
 
     def test_sendmail_in_second_session_sees_421(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("QUIT")
             c.wait_closed()
         s = self.smtplib_client()
@@ -198,14 +191,14 @@ class TransactionalTest(unittest.TestCase):
 
     def test_first_auth_454_across_reconnects(self):
         # count: run: the replies list is walked by the run's matches, not per connection
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("AUTH PLAIN " + PLAIN),
                              "454 4.7.0 Temporary authentication failure")
             self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
             c.wait_closed()
         # session 2 (busy-second-session does not touch AUTH): the 2nd AUTH of the run = pass
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("AUTH PLAIN " + PLAIN), "235 2.7.0 Authentication successful")
             c.cmd("QUIT")

@@ -27,56 +27,17 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context  # noqa: E402
-from test_faults_check import HOST, Wire, fault_events, fault_fixture  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (HOST, BioClient, MocksrvCase, Wire, client_context,  # noqa: E402
+                             fault_events, fault_fixture)
 
 ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])  # fatal handshake_failure
 GO_AHEAD = "220 2.0.0 Ready to start TLS"
 STALL = 1.5  # how long a client waits for a stalled handshake
 
 
-class BioClient:
-    """A TLS client over memory BIOs: its ClientHello is in .hello once created; feed() gives it
-    what the server sent and returns what it has to send back."""
-
-    def __init__(self, cafile, maximum_version=None):
-        ctx = client_context(cafile)
-        if maximum_version:
-            ctx.maximum_version = maximum_version
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="mock.test")
-        self.done = self.step()
-        self.hello = self.outgoing.read()
-
-    def step(self):
-        """Advances the handshake: True once complete, False while it wants more input."""
-        try:
-            self.obj.do_handshake()
-            return True
-        except ssl.SSLWantReadError:
-            return False
-
-    def feed(self, data):
-        self.incoming.write(data)
-        self.done = self.step()
-        return self.outgoing.read()
-
-
-class ServerCase(unittest.TestCase):
-    FIXTURE = "tls-faults.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(fault_fixture(cls.FIXTURE)).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+class ServerCase(MocksrvCase):
+    SERVE = fault_fixture("tls-faults.yaml")
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))
@@ -392,7 +353,7 @@ class ImplicitTest(ServerCase):
 
 class ExampleDTest(ServerCase):
     """FAULTS.md 3 example D (fixtures/faults/implicit-tls.yaml), sessions in accept order."""
-    FIXTURE = "implicit-tls.yaml"
+    SERVE = fault_fixture("implicit-tls.yaml")
 
     def greeting(self, tls):
         data = b""

@@ -16,13 +16,11 @@ Timing checks are lower bounds only, measured from a moment the server's silence
 millisecond clock."""
 import os
 import sys
-import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv  # noqa: E402
-from test_faults_check import Wire, fault_events, wait_closed_event  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, Wire, fault_events, wait_closed_event  # noqa: E402
 
 SLACK = 0.005  # the server's timers count whole milliseconds
 
@@ -53,21 +51,9 @@ faults:
 """
 
 
-class WaitingTest(unittest.TestCase):
+class WaitingTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="mocksrv-waiting-")
-        self.addCleanup(self.tmp.cleanup)
-        path = os.path.join(self.tmp.name, "waiting.yaml")
-        with open(path, "w") as f:
-            f.write(SCENARIO)
-        self.srv = Mocksrv(path).start()
-        self.addCleanup(self.stop)
-
-    def stop(self):
-        rc = self.srv.stop()
-        self.srv.cleanup()
-        self.assertEqual(rc, 0, "mocksrv exit status after SIGTERM; stderr:\n%s"
-                         % self.srv.stderr_text())
+        self.srv = self.spawn(self.scenario_text(SCENARIO, "waiting.yaml"))
 
     def assert_nothing_for(self, w, seconds):
         """Nothing arrives (and the connection stays open) for SECONDS."""

@@ -21,8 +21,8 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, MocksrvCase, wait_for  # noqa: E402
 
 SCENARIO = """version: 1
 hostname: fd.test
@@ -83,7 +83,7 @@ def greetings(clients, timeout):
             greeted.append(c)
 
 
-class FdExhaustionTest(unittest.TestCase):
+class FdExhaustionTest(MocksrvCase):
     def start_server(self, path):
         """Starts mocksrv with a soft RLIMIT_NOFILE of SERVER_FDS (inherited through exec); this
         process gets its own limit back right after."""
@@ -96,9 +96,7 @@ class FdExhaustionTest(unittest.TestCase):
             srv.start()
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        self.addCleanup(srv.cleanup)
-        self.addCleanup(srv.stop)
-        return srv
+        return self.adopt(srv)
 
     def test_backlog_served_when_descriptors_free(self):
         with tempfile.TemporaryDirectory() as tmp:

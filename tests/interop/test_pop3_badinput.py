@@ -13,8 +13,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawPop3, crlf, mail, pop3_stuffed, scenario, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (MocksrvCase, crlf, mail, pop3_client, pop3_stuffed,  # noqa: E402
+                             scenario, wait_for)
 
 NO_MSG = "-ERR There's no message %s."
 UNKNOWN = "-ERR Unknown command."
@@ -31,22 +32,14 @@ def b64(s):
     return base64.b64encode(s.encode("utf-8")).decode("ascii")
 
 
-class Pop3BadInputTest(unittest.TestCase):
+class Pop3BadInputTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        cls.srv = cls.spawn_shared(scenario("pop3-interop.yaml"), spool=False)
         cls.port = cls.srv.port("pop3")
 
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
     def raw(self, port=None):
-        c = RawPop3(port or self.port)
+        c = pop3_client(port or self.port)
         self.addCleanup(c.close)
         self.assertTrue(c.greeting.startswith("+OK mocksrv POP3 server ready"), c.greeting)
         return c
@@ -267,7 +260,7 @@ class Pop3BadInputTest(unittest.TestCase):
         rng = random.Random(5034)
         for i in range(10):
             blob = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4000)))
-            with RawPop3(self.port) as c:
+            with pop3_client(self.port) as c:
                 c.send(blob + b"\r\nQUIT\r\n")
                 rest = c.wait_closed(timeout=10)
                 lines = rest.split(b"\r\n")
@@ -327,7 +320,7 @@ class Pop3BadInputTest(unittest.TestCase):
                 ("LOGIN", ["AUTH LOGIN", b64("bob"), b64("secret")]),
                 ("XOAUTH2", ["AUTH XOAUTH2 " + b64("user=bob\x01auth=Bearer secret\x01\x01")])):
             with self.subTest(mech=mech, steps=len(steps)):
-                with RawPop3(self.port) as c:
+                with pop3_client(self.port) as c:
                     for step in steps[:-1]:
                         self.assertTrue(c.cmd(step).startswith("+ "))
                     self.assertTrue(c.cmd(steps[-1]).startswith("+OK Logged in: 1 messages"))
@@ -354,7 +347,7 @@ class Pop3BadInputTest(unittest.TestCase):
         b.close()
 
         def login_ok():
-            with RawPop3(self.port) as c:
+            with pop3_client(self.port) as c:
                 c.cmd("USER alice")
                 ok = c.cmd("PASS secret").startswith("+OK Logged in: ")
                 c.cmd("QUIT")
@@ -379,20 +372,12 @@ class Pop3BadInputTest(unittest.TestCase):
         self.assertEqual(c.cmd("QUIT"), "+OK Logging out, 7 messages left.")
 
 
-class Pop3LimitsTest(unittest.TestCase):
+class Pop3LimitsTest(MocksrvCase):
     """pop3-strict.yaml: limits.idle_timeout 1s and limits.bad_commands 3."""
 
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-strict.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-strict.yaml"), spool=False)
         self.port = self.srv.port("pop3")
-
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
 
     def closes(self, ev_reason):
         return self.srv.wait_event(
@@ -400,7 +385,7 @@ class Pop3LimitsTest(unittest.TestCase):
             what="session.close with reason %s" % ev_reason)
 
     def test_too_many_bad_commands(self):
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             self.assertEqual(c.cmd("FOO"), UNKNOWN)
             self.assertEqual(c.cmd("RETR 1"), IN_AUTH)
             # Errors the client cannot help (wrong password) count too; the third one ends it.
@@ -410,7 +395,7 @@ class Pop3LimitsTest(unittest.TestCase):
             self.assertEqual(c.wait_closed(), b"")
 
     def test_absent_messages_are_not_bad_commands(self):
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             c.cmd("USER alice")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: 1 messages"))
             for _ in range(5):
@@ -422,7 +407,7 @@ class Pop3LimitsTest(unittest.TestCase):
             self.assertEqual(c.cmd("QUIT"), "+OK Logging out, 0 messages left.")
 
     def test_idle_timeout_before_login(self):
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             start = time.monotonic()
             self.assertEqual(c.reply(timeout=5), "-ERR Disconnected for inactivity.")
             self.assertEqual(c.wait_closed(), b"")
@@ -430,7 +415,7 @@ class Pop3LimitsTest(unittest.TestCase):
         self.closes("timeout")
 
     def test_idle_timeout_after_login_keeps_the_maildrop(self):
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             c.cmd("USER alice")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: 1 messages"))
             self.assertEqual(c.cmd("DELE 1"), "+OK Marked to be deleted.")
@@ -439,14 +424,14 @@ class Pop3LimitsTest(unittest.TestCase):
         self.closes("timeout")
         # No UPDATE state after an autologout (RFC 1939 3): the message is still there, and the
         # lock was released.
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             c.cmd("USER alice")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: 1 messages"))
             self.assertEqual(c.cmd("QUIT"), "+OK Logging out, 1 messages left.")
 
     def test_activity_keeps_the_session(self):
         # A command every 0.4 s for 2 s: never idle for the 1 s timeout.
-        with RawPop3(self.port) as c:
+        with pop3_client(self.port) as c:
             c.cmd("USER alice")
             c.cmd("PASS secret")
             deadline = time.monotonic() + 2.0

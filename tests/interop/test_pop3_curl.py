@@ -10,38 +10,18 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, crlf, mail, pop3_wire, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, mail, pop3_alice_fixed, pop3_wire, scenario  # noqa: E402
 
 CURL = shutil.which("curl")
 UIDVALIDITY = 1700000000
 
 
-def alice_fixed():
-    """The stored bytes of alice's first four messages (as in test_pop3_poplib.py)."""
-    return [
-        crlf(mail("pop3-plain.eml")),
-        mail("pop3-exact.eml"),
-        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
-        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",
-        b"Subject: headers only\r\n\r\n",
-    ]
-
-
 @unittest.skipIf(CURL is None, "curl is not installed (ci/setup.sh installs it)")
-class Pop3CurlTest(unittest.TestCase):
+class Pop3CurlTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-interop.yaml"), spool=False)
         self.port = self.srv.port("pop3")
-
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
 
     def curl(self, path="", *args, user="alice:secret", ok=True):
         argv = [CURL, "-sS", "--max-time", "10", "pop3://127.0.0.1:%d/%s" % (self.port, path),
@@ -61,7 +41,7 @@ class Pop3CurlTest(unittest.TestCase):
 
     def test_list(self):
         out = self.curl().stdout
-        sizes = [len(m) for m in alice_fixed()]
+        sizes = [len(m) for m in pop3_alice_fixed()]
         lines = out.split(b"\r\n")
         self.assertEqual(lines[-1], b"")
         self.assertEqual(len(lines) - 1, 7, out)
@@ -76,7 +56,7 @@ class Pop3CurlTest(unittest.TestCase):
         self.assertEqual([(e["user"], e["ok"]) for e in auth], [("alice", True)])
 
     def test_retr_every_message(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         listing = self.curl().stdout.split(b"\r\n")[:-1]
         for i, line in enumerate(listing, 1):
             with self.subTest(message=i):
@@ -107,11 +87,11 @@ class Pop3CurlTest(unittest.TestCase):
         self.assertEqual(cmds[-2:], ["DELE 3", "QUIT"])
         out = self.curl().stdout
         self.assertEqual(out.count(b"\r\n"), 6)
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         self.assertEqual(out.split(b"\r\n")[:3],
                          [b"1 %d" % len(fixed[0]), b"2 %d" % len(fixed[1]), b"3 %d" % len(fixed[3])])
         # The message after it moved up: what was 4 ("headers only") is now 3.
-        self.assertEqual(self.curl("3").stdout, alice_fixed()[3])
+        self.assertEqual(self.curl("3").stdout, pop3_alice_fixed()[3])
 
     def test_wrong_password_and_absent_message(self):
         r = self.curl("", user="alice:wrong", ok=False)
@@ -120,7 +100,7 @@ class Pop3CurlTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(r.stdout, b"")
         # Neither left the maildrop locked.
-        self.assertEqual(self.curl("1").stdout, pop3_wire(alice_fixed()[0]))
+        self.assertEqual(self.curl("1").stdout, pop3_wire(pop3_alice_fixed()[0]))
 
 
 if __name__ == "__main__":

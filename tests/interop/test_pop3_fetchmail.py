@@ -22,8 +22,8 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, crlf, mail, pop3_wire, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, pop3_alice_fixed, pop3_wire, scenario  # noqa: E402
 
 FETCHMAIL = shutil.which("fetchmail")
 N_MESSAGES = 7
@@ -41,31 +41,12 @@ exec cat > "$1/$(printf '%04d' $((n + 1))).eml"
 """
 
 
-def alice_fixed():
-    """The stored bytes of alice's first four messages (as in test_pop3_poplib.py)."""
-    return [
-        crlf(mail("pop3-plain.eml")),
-        mail("pop3-exact.eml"),
-        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
-        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",
-        b"Subject: headers only\r\n\r\n",
-    ]
-
-
 @unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed (ci/setup.sh installs it)")
-class Pop3FetchmailTest(unittest.TestCase):
+class Pop3FetchmailTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-interop.yaml"), spool=False).start()
+        self.srv = self.spawn(scenario("pop3-interop.yaml"), spool=False)
         self.port = self.srv.port("pop3")
 
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
         self.tmp = tempfile.mkdtemp(prefix="mocksrv-fetchmail-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.mda = os.path.join(self.tmp, "mda.sh")
@@ -82,7 +63,7 @@ class Pop3FetchmailTest(unittest.TestCase):
             p.quit()
         finally:
             p.close()
-        for got, want in zip(self.served, alice_fixed()):
+        for got, want in zip(self.served, pop3_alice_fixed()):
             self.assertEqual(got, pop3_wire(want))
 
     def fetchmail(self, name, options="keep fetchall", protocol="pop3", server="",

@@ -10,14 +10,12 @@ wire (RFC 1939 3), so the comparison is with pop3_wire(fixture)."""
 import os
 import poplib
 import re
-import shutil
 import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawPop3, crlf, mail, pop3_stuffed, pop3_wire,  # noqa: E402
-                             scenario, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (MocksrvCase, mail, pop3_alice_fixed, pop3_client,  # noqa: E402
+                             pop3_stuffed, pop3_wire, scenario, wait_for)
 
 HOST = "127.0.0.1"
 SCENARIO = scenario("pop3-interop.yaml")
@@ -26,34 +24,13 @@ N_MESSAGES = 7  # alice: four fixed messages, then three generated ones
 N_FIXED = 4
 
 
-def alice_fixed():
-    """The stored bytes of alice's first four messages, as the scenario loader makes them."""
-    return [
-        crlf(mail("pop3-plain.eml")),  # LF-only file: converted to CRLF
-        mail("pop3-exact.eml"),  # has CR: byte for byte (no line end at the end)
-        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
-        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
-        b"third body line\r\n",  # raw "|" block: LF -> CRLF, one line end at the end
-        b"Subject: headers only\r\n\r\n",
-    ]
-
-
 def joined(lines):
     return b"\r\n".join(lines) + b"\r\n"
 
 
-class PoplibTest(unittest.TestCase):
+class PoplibTest(MocksrvCase):
     def start(self, scenario_path=SCENARIO, args=()):
-        srv = Mocksrv(scenario_path, args=args, spool=False).start()
-
-        def stop():
-            rc = srv.stop()
-            srv.cleanup()
-            if rc != 0 or srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, srv.stderr_text()))
-        self.addCleanup(stop)
-        return srv
+        return self.spawn(scenario_path, args=args, spool=False)
 
     def setUp(self):
         self.srv = self.start()
@@ -95,7 +72,7 @@ class PoplibTest(unittest.TestCase):
     # ---- USER/PASS, STAT, LIST, UIDL ----
 
     def test_user_pass_stat_list_uidl(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.pop()
         self.assertEqual(p.user("alice"), b"+OK")
         resp = p.pass_("secret")
@@ -120,7 +97,7 @@ class PoplibTest(unittest.TestCase):
         self.assertEqual(p.quit(), b"+OK Logging out, 7 messages left.")
 
     def test_retr_every_message_byte_for_byte(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.login()
         _, lines, _ = p.list()
         sizes = [int(l.split()[1]) for l in lines]
@@ -149,8 +126,8 @@ class PoplibTest(unittest.TestCase):
 
     def test_retr_wire_bytes_are_stuffed(self):
         # What poplib un-stuffed above, as it was on the wire: exactly pop3_stuffed(fixture).
-        fixed = alice_fixed()
-        with RawPop3(self.port) as c:
+        fixed = pop3_alice_fixed()
+        with pop3_client(self.port) as c:
             self.assertEqual(c.cmd("USER alice"), "+OK")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: "))
             for i, want in enumerate(fixed, 1):
@@ -165,7 +142,7 @@ class PoplibTest(unittest.TestCase):
         p = self.pop()
         resp = p.apop("alice", "secret")
         self.assertTrue(resp.startswith(b"+OK Logged in: 7 messages ("), resp)
-        self.assertEqual(joined(p.retr(1)[1]), pop3_wire(alice_fixed()[0]))
+        self.assertEqual(joined(p.retr(1)[1]), pop3_wire(pop3_alice_fixed()[0]))
         p.quit()
         p = self.pop()
         with self.assertRaises(poplib.error_proto) as cm:
@@ -192,7 +169,7 @@ class PoplibTest(unittest.TestCase):
     # ---- TOP ----
 
     def test_top(self):
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         p = self.login()
         for i, msg in enumerate(fixed, 1):
             head, _, body = pop3_wire(msg).partition(b"\r\n\r\n")
@@ -269,26 +246,22 @@ class PoplibTest(unittest.TestCase):
 
     def test_dele_quit_expunges(self):
         after = self.dele_quit_and_check(self.port, [2, 5])
-        fixed = alice_fixed()
+        fixed = pop3_alice_fixed()
         self.assertEqual(after[b"%d.1" % UIDVALIDITY], pop3_wire(fixed[0]))
         self.assertEqual(after[b"%d.3" % UIDVALIDITY], pop3_wire(fixed[2]))
         self.assertNotIn(b"%d.2" % UIDVALIDITY, after)
 
     def test_dele_quit_then_state_out_agrees(self):
-        tmp = tempfile.mkdtemp(prefix="mocksrv-pop3-state-")
-        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp = self.tmpdir()
         state = os.path.join(tmp, "state.yaml")
-        srv = Mocksrv(SCENARIO, args=["--state-out", state], spool=False).start()
-        try:
-            after = self.dele_quit_and_check(srv.port("pop3"), [1, 4, 7])
-            with RawPop3(srv.port("pop3")) as c:
-                c.cmd("USER bob")
-                c.cmd("PASS secret")
-                bob_msg = c.cmd_multi("RETR 1")[1]
-                c.cmd("QUIT")
-        finally:
-            rc = srv.stop()
-            srv.cleanup()
+        srv = self.start(args=["--state-out", state])
+        after = self.dele_quit_and_check(srv.port("pop3"), [1, 4, 7])
+        with pop3_client(srv.port("pop3")) as c:
+            c.cmd("USER bob")
+            c.cmd("PASS secret")
+            bob_msg = c.cmd_multi("RETR 1")[1]
+            c.cmd("QUIT")
+        rc = srv.stop()
         self.assertEqual(rc, 0, srv.stderr_text())
         self.assertFalse(srv.killed)
         with open(state, "rb") as f:
@@ -307,7 +280,7 @@ class PoplibTest(unittest.TestCase):
         self.assertEqual(uidls, list(after))
         self.assertEqual(dict(zip(uidls, self.retr_all(p, len(after)))), after)
         p.quit()
-        with RawPop3(port2) as c:
+        with pop3_client(port2) as c:
             c.cmd("USER bob")
             self.assertTrue(c.cmd("PASS secret").startswith("+OK Logged in: 1 messages"))
             self.assertEqual(c.cmd("UIDL 1"), "+OK 1 42.1")

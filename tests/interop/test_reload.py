@@ -18,8 +18,8 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, smtp_client  # noqa: E402
 
 SCENARIO = """version: 1
 hostname: reload.test
@@ -76,7 +76,7 @@ def write_faults(path, second, other):
 
 def session_reply(port, command="NOOP"):
     """One SMTP session: the reply to COMMAND, then QUIT."""
-    with RawSmtp(port) as c:
+    with smtp_client(port) as c:
         reply = c.cmd(command)
         c.cmd("QUIT")
         return reply
@@ -100,7 +100,7 @@ class ReloadTest(unittest.TestCase):
                 pop3, smtp = srv.port("pop3"), srv.port("smtp")
                 self.assertEqual(inbox(pop3), [b"Subject: first\r\n\r\nbody"])
                 self.assertEqual(size_offered(smtp), 1024)
-                with RawSmtp(smtp) as open_session:
+                with smtp_client(smtp) as open_session:
                     self.assertEqual(open_session.cmd("EHLO before.reload")[:3], "250")
                     write(path, "2KiB", ["one", "two"])
                     srv.signal(signal.SIGHUP)

@@ -21,8 +21,8 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import Mocksrv, smtp_client, wait_for  # noqa: E402
 
 SCENARIO = """version: 1
 hostname: reload-memory.test
@@ -108,7 +108,7 @@ class ReloadMemoryTest(unittest.TestCase):
             old.pass_("secret")
             self.assertEqual(old.stat()[0], 3)
             before = [old.retr(i)[1] for i in (1, 2, 3)]
-            smtp = RawSmtp(srv.port("smtp"), timeout=30)
+            smtp = smtp_client(srv.port("smtp"), timeout=30)
             self.addCleanup(smtp.close)
             self.assertEqual(smtp.cmd("EHLO client.test")[:3], "250")
             self.reload(srv, 1)

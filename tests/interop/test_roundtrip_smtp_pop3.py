@@ -9,8 +9,8 @@ import smtplib
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, scenario  # noqa: E402
 
 HOST = "127.0.0.1"
 N_ALICE = 7  # messages in alice's INBOX from pop3-interop.yaml
@@ -36,17 +36,9 @@ MESSAGE = (
     b"Bye.\r\n")
 
 
-class RoundTripTest(unittest.TestCase):
+class RoundTripTest(MocksrvCase):
     def setUp(self):
-        self.srv = Mocksrv(scenario("pop3-interop.yaml")).start()
-
-        def stop():
-            rc = self.srv.stop()
-            self.srv.cleanup()
-            if rc != 0 or self.srv.killed:
-                raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                     % (rc, self.srv.stderr_text()))
-        self.addCleanup(stop)
+        self.srv = self.spawn(scenario("pop3-interop.yaml"))
 
     def send(self, rcpts, data=MESSAGE, **kw):
         s = smtplib.SMTP(HOST, self.srv.port("smtp"), local_hostname="client.example", timeout=5)

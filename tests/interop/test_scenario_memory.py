@@ -10,7 +10,7 @@ import tempfile
 import shutil
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from mocksrv_harness import Mocksrv, binary  # noqa: E402
 
 TOOL_TIMEOUT = 60

@@ -14,14 +14,13 @@ import smtplib
 import socket
 import ssl
 import sys
-import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, client_context, scenario  # noqa: E402
-from test_faults_check import (Wire, fault_events, last_session_id,  # noqa: E402
-                               run_check, wait_closed_event)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, MocksrvCase, Wire, client_context,  # noqa: E402
+                             fault_events, last_session_id, run_check, scenario,
+                             wait_closed_event)
 
 SCENARIO = r"""
 version: 1
@@ -141,36 +140,16 @@ listeners:
 """
 
 
-def write_scenario(text):
-    d = tempfile.mkdtemp(prefix="mocksrv-script-")
-    path = os.path.join(d, "script.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return d, path
-
-
 def events_of(srv, sid, name):
     return [e for e in srv.events() if e["event"] == name and e.get("session") == sid]
 
 
-class ScriptTest(unittest.TestCase):
+class ScriptTest(MocksrvCase):
     """One server for the dialogues that go as scripted: its exit status must be 0."""
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp, path = write_scenario(SCENARIO)
-        cls.srv = Mocksrv(path).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        for name in os.listdir(cls.tmp):
-            os.unlink(os.path.join(cls.tmp, name))
-        os.rmdir(cls.tmp)
-        if rc != 0:
-            raise AssertionError("mocksrv exit status %r after SIGTERM, want 0; stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
+        cls.srv = cls.spawn_shared(cls.shared_scenario_text(SCENARIO, "script.yaml"))
 
     def wire(self, listener):
         w = Wire(self.srv.port(listener))
@@ -317,20 +296,11 @@ class ScriptTest(unittest.TestCase):
         self.assertEqual(wait_closed_event(self.srv, sid)["reason"], "quit")
 
 
-class StrictTest(unittest.TestCase):
+class StrictTest(MocksrvCase):
     """Clients that leave the script: each session is an expect.fail, and the exit status is 3."""
 
     def setUp(self):
-        self.tmp, path = write_scenario(STRICT)
-        self.srv = Mocksrv(path).start()
-        self.addCleanup(self.cleanup)
-
-    def cleanup(self):
-        self.srv.stop()
-        self.srv.cleanup()
-        for name in os.listdir(self.tmp):
-            os.unlink(os.path.join(self.tmp, name))
-        os.rmdir(self.tmp)
+        self.srv = self.spawn(self.scenario_text(STRICT, "script.yaml"))
 
     def test_wrong_command_ends_session_and_exit_3(self):
         w = Wire(self.srv.port("strict"))
@@ -356,6 +326,7 @@ class StrictTest(unittest.TestCase):
         self.assertEqual(ev2["expectation"], "listeners.strict.script[3]")
         self.assertEqual(ev2["seen"], 'connection closed where "QUIT" was expected')
 
+        self.srv.want_status = 3
         rc = self.srv.stop()
         self.assertEqual(rc, 3, "exit status after SIGTERM; stderr:\n%s" % self.srv.stderr_text())
         self.assertIn("listeners.strict.script[1]", self.srv.stderr_text())

@@ -9,31 +9,16 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, code, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, code, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(MocksrvCase):
     """One mocksrv per class; after every test a fresh smtplib client must still be served."""
-    SCENARIO = "interop.yaml"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(scenario(cls.SCENARIO)).start()
-        cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
+    SERVE = scenario("interop.yaml")
+    SERVE_PORT = "smtp"
 
     def tearDown(self):
         # The server still serves: a new client sends a message and it is spooled exactly.
@@ -48,7 +33,7 @@ class ServerCase(unittest.TestCase):
         return [self.srv.message(i) for i in self.srv.spool_ids() if i not in self.before]
 
     def client(self, ehlo=True):
-        c = RawSmtp(self.port)
+        c = smtp_client(self.port)
         self.addCleanup(c.close)
         if ehlo:
             self.assertEqual(code(c.cmd("EHLO client.example")), 250)
@@ -191,7 +176,7 @@ class LineTest(ServerCase):
         self.assertEqual(code(c.cmd("x\r\n.")), 250)
 
     def test_peer_closes_mid_data(self):
-        c = RawSmtp(self.port)
+        c = smtp_client(self.port)
         c.cmd("EHLO client.example")
         c.cmd("MAIL FROM:<a@client.example>")
         c.cmd("RCPT TO:<alice@mock.test>")
@@ -205,7 +190,7 @@ class LineTest(ServerCase):
 
 
 class SizeTest(ServerCase):
-    SCENARIO = "interop-small.yaml"  # smtp.max_size: 1KiB
+    SERVE = scenario("interop-small.yaml")  # smtp.max_size: 1KiB
 
     def start_data(self, c):
         self.assertEqual(c.cmd("MAIL FROM:<a@client.example>"), "250 2.1.0 Ok")
@@ -269,7 +254,7 @@ class SizeTest(ServerCase):
 
 
 class ErrorLimitTest(ServerCase):
-    SCENARIO = "interop-strict.yaml"  # limits.bad_commands: 3
+    SERVE = scenario("interop-strict.yaml")  # limits.bad_commands: 3
 
     def test_too_many_errors(self):
         c = self.client()
@@ -301,7 +286,7 @@ class ErrorLimitTest(ServerCase):
 
 
 class IdleTest(ServerCase):
-    SCENARIO = "interop-idle.yaml"  # limits.idle_timeout: 1s
+    SERVE = scenario("interop-idle.yaml")  # limits.idle_timeout: 1s
 
     def test_idle_timeout(self):
         # Three silent clients at once: before EHLO, after EHLO, in the middle of DATA.
@@ -333,14 +318,14 @@ class IdleTest(ServerCase):
 
 
 class SessionsTest(ServerCase):
-    SCENARIO = "interop-sessions.yaml"  # limits.sessions: 2
+    SERVE = scenario("interop-sessions.yaml")  # limits.sessions: 2
 
     def test_third_session_refused(self):
-        a = RawSmtp(self.port)
-        b = RawSmtp(self.port)
+        a = smtp_client(self.port)
+        b = smtp_client(self.port)
         self.assertEqual(a.greeting, "220 mock.test ESMTP mocksrv")
         self.assertEqual(b.greeting, "220 mock.test ESMTP mocksrv")
-        with RawSmtp(self.port, read_greeting=False) as c:
+        with smtp_client(self.port, read_greeting=False) as c:
             self.assertEqual(c.reply(), "421 mock.test Error: too many sessions, try again later")
             self.assertEqual(c.wait_closed(), b"")
         # The two sessions are unaffected (no EHLO: replies without enhanced codes).
@@ -350,7 +335,7 @@ class SessionsTest(ServerCase):
         self.assertEqual(a.cmd("QUIT"), "221 Bye")
         a.wait_closed()
         a.close()
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(c.cmd("QUIT"), "221 Bye")
             c.wait_closed()
@@ -359,10 +344,10 @@ class SessionsTest(ServerCase):
         b.close()
 
     def test_many_refused_then_served(self):
-        a = RawSmtp(self.port)
-        b = RawSmtp(self.port)
+        a = smtp_client(self.port)
+        b = smtp_client(self.port)
         for _ in range(5):
-            with RawSmtp(self.port, read_greeting=False) as c:
+            with smtp_client(self.port, read_greeting=False) as c:
                 self.assertEqual(code(c.reply()), 421)
                 c.wait_closed()
         for c in (a, b):

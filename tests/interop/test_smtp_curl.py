@@ -7,39 +7,21 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, crlf, fixtures, mail, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, crlf, fixtures, mail, scenario  # noqa: E402
 
 CURL = shutil.which("curl")
 
 
 @unittest.skipIf(CURL is None, "curl is not installed (ci/setup.sh installs it)")
-class CurlTest(unittest.TestCase):
+class CurlTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("interop.yaml"))
         cls.port = cls.srv.port("smtp")
-        cls.tmp = tempfile.mkdtemp(prefix="mocksrv-curl-")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
+        cls.tmp = cls.shared_tmpdir()
 
     def curl(self, upload, *args, rcpts=("alice@mock.test",)):
         # The URL path is the EHLO name; without one curl would append the file name.

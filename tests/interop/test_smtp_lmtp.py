@@ -5,33 +5,15 @@ import smtplib
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class LmtpTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("interop-lmtp.yaml")).start()
-        cls.port = cls.srv.port("lmtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
+class LmtpTest(MocksrvCase):
+    SERVE = scenario("interop-lmtp.yaml")
+    SERVE_PORT = "lmtp"
 
     def lmtp(self):
         s = smtplib.LMTP(HOST, self.port, local_hostname="client.example", timeout=5)
@@ -79,7 +61,7 @@ class LmtpTest(unittest.TestCase):
         self.assertEqual(env["rcpt_to"], rcpts)
 
     def test_raw_pipelined_replies_per_recipient(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             self.assertEqual(c.greeting, "220 mock.test LMTP mocksrv")
             self.assertEqual(c.cmd("EHLO client.example"), "500 Error: command not recognized")
             self.assertEqual(c.cmd("HELO client.example"), "500 Error: command not recognized")
@@ -108,7 +90,7 @@ class LmtpTest(unittest.TestCase):
 
     def test_bdat_last_replies_per_recipient(self):
         payload = b"Subject: chunked\r\n\r\nlmtp bdat\r\n"
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("LHLO client.example")
             c.cmd("MAIL FROM:<a@client.example>")
             c.cmd("RCPT TO:<alice@mock.test>")
@@ -124,7 +106,7 @@ class LmtpTest(unittest.TestCase):
         self.assertEqual(data, payload)
 
     def test_too_big_rejected_per_recipient(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("LHLO client.example")
             c.cmd("MAIL FROM:<a@client.example>")
             c.cmd("RCPT TO:<alice@mock.test>")
@@ -138,7 +120,7 @@ class LmtpTest(unittest.TestCase):
         self.new_messages(0)
 
     def test_smtp_listener_refuses_lhlo(self):
-        with RawSmtp(self.srv.port("smtp")) as c:
+        with smtp_client(self.srv.port("smtp")) as c:
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(c.cmd("LHLO client.example"), "500 Error: command not recognized")
 

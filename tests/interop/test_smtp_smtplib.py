@@ -11,39 +11,20 @@ import threading
 import unittest
 from email.message import EmailMessage
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, RawSmtp, code, crlf, mail, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, code, crlf, mail, scenario, smtp_client  # noqa: E402
 
 HOST = "127.0.0.1"
 
 
-class SmtplibTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("interop.yaml")).start()
-        cls.port = cls.srv.port("smtp")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
+class SmtplibTest(MocksrvCase):
+    SERVE = scenario("interop.yaml")
+    SERVE_PORT = "smtp"
 
     def smtp(self, **kw):
         s = smtplib.SMTP(HOST, self.port, local_hostname="client.example", timeout=5, **kw)
         self.addCleanup(s.close)
         return s
-
-    def new_messages(self, count=1):
-        """The messages spooled since setUp. The 250 after DATA means they are on disk."""
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     # ---- EHLO ----
 
@@ -182,7 +163,7 @@ class SmtplibTest(unittest.TestCase):
         self.assertIsNone(env["auth_user"])
 
     def test_auth_cancel_and_bad_base64(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6")
             self.assertEqual(c.cmd("*"), "501 5.7.0 Authentication aborted")
@@ -197,7 +178,7 @@ class SmtplibTest(unittest.TestCase):
             self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
                              "503 5.5.1 Error: MAIL transaction in progress")
             self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("HELO client.example")  # AUTH is an ESMTP extension (RFC 4954)
             self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
                              "503 Error: authentication not enabled")
@@ -235,20 +216,20 @@ class SmtplibTest(unittest.TestCase):
             b"n,a=alice,\x01host=127.0.0.1\x01port=25\x01auth=Bearer secret\x01\x01").decode()
         for mech, payload in (("XOAUTH2", xoauth2), ("OAUTHBEARER", bearer)):
             with self.subTest(mech=mech, initial_response=True):
-                with RawSmtp(self.port) as c:
+                with smtp_client(self.port) as c:
                     c.cmd("EHLO client.example")
                     self.assertEqual(c.cmd("AUTH %s %s" % (mech, payload)),
                                      "235 2.7.0 Authentication successful")
                     self.assertEqual(code(c.cmd("MAIL FROM:<a@client.example>")), 250)
             with self.subTest(mech=mech, initial_response=False):
-                with RawSmtp(self.port) as c:
+                with smtp_client(self.port) as c:
                     c.cmd("EHLO client.example")
                     self.assertEqual(c.cmd("AUTH %s" % mech), "334 ")
                     self.assertEqual(c.cmd(payload), "235 2.7.0 Authentication successful")
 
     def test_xoauth2_bad_token(self):
         bad = base64.b64encode(b"user=alice\x01auth=Bearer wrong\x01\x01").decode()
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             r = c.cmd("AUTH XOAUTH2 " + bad)
             self.assertEqual(code(r), 334)
@@ -256,7 +237,7 @@ class SmtplibTest(unittest.TestCase):
             self.assertIn(b'"status":"401"', base64.b64decode(r[4:]))
             self.assertEqual(c.cmd(""), "535 5.7.8 Error: authentication failed")
         bad = base64.b64encode(b"n,a=alice,\x01auth=Bearer wrong\x01\x01").decode()
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             r = c.cmd("AUTH OAUTHBEARER " + bad)
             self.assertEqual(code(r), 334)
@@ -266,7 +247,7 @@ class SmtplibTest(unittest.TestCase):
     # ---- pipelining ----
 
     def test_pipelined_batch(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             c.send(b"MAIL FROM:<p@client.example>\r\nRCPT TO:<alice@mock.test>\r\n"
                    b"RCPT TO:<bob@mock.test>\r\nRCPT TO:<carol@mock.test>\r\nDATA\r\n")
@@ -285,7 +266,7 @@ class SmtplibTest(unittest.TestCase):
         self.assertEqual(env["rcpt_to"], ["alice@mock.test", "bob@mock.test", "carol@mock.test"])
 
     def test_pipelined_errors_stay_in_order(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             c.send(b"RCPT TO:<early@mock.test>\r\nMAIL FROM:<a@client.example>\r\n"
                    b"RCPT TO:<>\r\nRCPT TO:<ok@mock.test>\r\nRSET\r\nDATA\r\n")
@@ -295,7 +276,7 @@ class SmtplibTest(unittest.TestCase):
                 "503 5.5.1 Error: need MAIL command"])
 
     def test_recipient_limit(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             c.send(b"MAIL FROM:<a@client.example>\r\n" +
                    b"".join(b"RCPT TO:<r%d@mock.test>\r\n" % i for i in range(1001)))
@@ -324,7 +305,7 @@ class SmtplibTest(unittest.TestCase):
             size += len(line) + 2
         body = b"Subject: large\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
         wire = re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
-        with RawSmtp(self.port, timeout=20) as c:
+        with smtp_client(self.port, timeout=20) as c:
             c.cmd("EHLO client.example")
             c.cmd("MAIL FROM:<big@client.example> SIZE=%d" % len(body))
             c.cmd("RCPT TO:<alice@mock.test>")
@@ -371,7 +352,7 @@ class SmtplibTest(unittest.TestCase):
         self.assertNotIn(b"\n", data.replace(b"\r\n", b""))
 
     def test_utf8_address_without_smtputf8(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("MAIL FROM:<j\u00f6rg@client.example>"),
                              "553 5.6.7 Must declare SMTPUTF8 to send UTF8 addresses")
@@ -389,7 +370,7 @@ class SmtplibTest(unittest.TestCase):
     def test_bdat_chunks(self):
         chunk1 = b"Subject: bdat\r\n\r\nfirst chunk\r\n.starts with a dot\r\n"
         chunk2 = b"bare LF\n and \x00 NUL and no final CRLF"
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("MAIL FROM:<b@client.example> BODY=8BITMIME"), "250 2.1.0 Ok")
             self.assertEqual(c.cmd("RCPT TO:<alice@mock.test>"), "250 2.1.5 Ok")
@@ -408,7 +389,7 @@ class SmtplibTest(unittest.TestCase):
 
     def test_bdat_pipelined_with_commands(self):
         payload = b"Subject: one write\r\n\r\nbody\r\n"
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             c.send(b"MAIL FROM:<b@client.example>\r\nRCPT TO:<alice@mock.test>\r\n"
                    b"BDAT %d LAST\r\n" % len(payload) + payload + b"NOOP\r\n")
@@ -422,7 +403,7 @@ class SmtplibTest(unittest.TestCase):
     # ---- SIZE ----
 
     def test_size_declared_too_big(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("MAIL FROM:<a@client.example> SIZE=10485761"),
                              "552 5.3.4 Message size exceeds fixed limit")
@@ -441,7 +422,7 @@ class SmtplibTest(unittest.TestCase):
     # ---- DSN (RFC 3461) ----
 
     def test_dsn_params_in_envelope(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             c.cmd("EHLO client.example")
             self.assertEqual(c.cmd("MAIL FROM:<a@client.example> RET=HDRS ENVID=x"),
                              "250 2.1.0 Ok")
@@ -493,7 +474,7 @@ class SmtplibTest(unittest.TestCase):
         self.assertEqual(s.quit(), (221, b"2.0.0 Bye"))
 
     def test_sequence_errors(self):
-        with RawSmtp(self.port) as c:
+        with smtp_client(self.port) as c:
             self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
             self.assertEqual(c.cmd("MAIL FROM:<a@b>"), "503 Error: send HELO/EHLO first")
             self.assertEqual(c.cmd("EHLO"), "501 Syntax: EHLO hostname")

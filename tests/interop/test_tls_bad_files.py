@@ -8,16 +8,14 @@
   handshake and reads it then) fails that session with a tls.fail event saying why, and the
   server goes on: a second client is served, and once the file is good again, TLS works."""
 import os
-import shutil
 import smtplib
 import ssl
 import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, binary, cert, client_context  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, binary, cert, client_context  # noqa: E402
 
 TOOL_TIMEOUT = 30
 HOST = "127.0.0.1"
@@ -38,10 +36,9 @@ def pem_to_der(path):
         return ssl.PEM_cert_to_DER_cert(f.read())
 
 
-class TlsBadFilesTest(unittest.TestCase):
+class TlsBadFilesTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="mocksrv-tlsbad-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tmp = self.tmpdir()
 
     def write(self, name, data):
         path = os.path.join(self.tmp, name)
@@ -107,9 +104,7 @@ class TlsBadFilesTest(unittest.TestCase):
     def test_client_ca_spoiled_after_start_fails_one_session_not_the_server(self):
         ca = self.write("client-ca.pem", open(cert("ca.pem"), "rb").read())
         sc, _ = self.scenario(["client_ca: %s" % ca])
-        srv = Mocksrv(sc, env={"TMPDIR": self.tmp}).start()
-        self.addCleanup(srv.cleanup)
-        self.addCleanup(srv.stop)
+        srv = self.spawn(sc, env={"TMPDIR": self.tmp})
         good = open(ca, "rb").read()
         self.write("client-ca.pem", b"garbage\n")
         ctx = client_context(srv.ca_file)

@@ -19,9 +19,9 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawPop3, RawSmtp, binary, cert,  # noqa: E402
-                             client_context, scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, binary, cert, client_context, pop3_client,  # noqa: E402
+                             scenario, smtp_client)
 
 SCENARIO = scenario("tls-interop.yaml")
 NAMES = [("mock.test", "smtps"), ("localhost", "smtps"), ("127.0.0.1", "smtps"),
@@ -58,7 +58,7 @@ class TlsCliTest(unittest.TestCase):
     def handshake(self, srv, listener, ctx, name):
         """The server's certificate (DER) after a verifying handshake on an implicit listener."""
         host, port = srv.addr(listener)
-        c = RawSmtp(port, host=host, tls=ctx, server_hostname=name)
+        c = smtp_client(port, host=host, tls=ctx, server_hostname=name)
         self.addCleanup(c.close)
         self.assertTrue(c.greeting.startswith("220 "), c.greeting)
         c.cmd("QUIT")
@@ -143,13 +143,13 @@ class TlsCliTest(unittest.TestCase):
             with self.subTest(listener=listener, name=name):
                 self.assertEqual(self.handshake(srv, listener, ctx, name), want)
         with self.subTest(listener="smtp STARTTLS"):
-            c = RawSmtp(srv.port("smtp"))
+            c = smtp_client(srv.port("smtp"))
             self.addCleanup(c.close)
             c.cmd("EHLO client.example")
             c.cmd("STARTTLS")
             self.assertEqual(c.start_tls(ctx, "mock.test").getpeercert(True), want)
         with self.subTest(listener="pop3 STLS"):
-            p = RawPop3(srv.port("pop3"))
+            p = pop3_client(srv.port("pop3"))
             self.addCleanup(p.close)
             p.cmd("STLS")
             self.assertEqual(p.start_tls(ctx, "localhost").getpeercert(True), want)

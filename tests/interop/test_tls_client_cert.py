@@ -16,12 +16,11 @@ import smtplib
 import ssl
 import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawSmtp, cert, client_context, code,  # noqa: E402
-                             scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (MocksrvCase, cert, client_context, code,  # noqa: E402
+                             last_session_id, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: with a client certificate\r\n\r\nhello\r\n"
@@ -31,32 +30,15 @@ CURL = shutil.which("curl") or "curl"
 SWAKS = shutil.which("swaks")
 
 
-class TlsClientCertTest(unittest.TestCase):
+class TlsClientCertTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="mocksrv-clientcert-")
+        cls.tmp = cls.shared_tmpdir()
         path = os.path.join(cls.tmp, "tls-client-cert.yaml")
         shutil.copyfile(scenario("tls-client-cert.yaml"), path)
         shutil.copyfile(cert("ca.pem"), os.path.join(cls.tmp, "client-ca.pem"))
-        cls.srv = Mocksrv(path, args=["--cert", cert("server.pem"),
-                                      "--key", cert("server.key")]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
+        cls.srv = cls.spawn_shared(path, args=["--cert", cert("server.pem"),
+                                      "--key", cert("server.key")])
 
     def ctx(self, who=None, max_version=None):
         ctx = client_context(cert("ca.pem"),
@@ -69,14 +51,8 @@ class TlsClientCertTest(unittest.TestCase):
         return self.srv.wait_event(lambda e: e["event"] == kind and e.get("session") == session,
                                    what="%s of session %d" % (kind, session))
 
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
-
     def assert_refused(self, listener, sid=None):
-        sid = sid or self.last_session(listener)
+        sid = sid or last_session_id(self.srv, listener)
         fail = self.event("tls.fail", sid)
         self.assertEqual(fail["listener"], listener)
         self.assertIn("certificate verify failed", fail["reason"])
@@ -114,7 +90,7 @@ class TlsClientCertTest(unittest.TestCase):
                 self.assertTrue(done["cipher"])
 
     def test_starttls_with_client_certificate(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
@@ -138,7 +114,7 @@ class TlsClientCertTest(unittest.TestCase):
         p.user("alice")
         p.pass_("secret")
         p.quit()
-        sid = self.last_session("pop3s")
+        sid = last_session_id(self.srv, "pop3s")
         self.assertEqual(self.event("tls.done", sid)["client"], "CN=alice")
 
     def test_no_client_certificate_goes_on(self):
@@ -168,7 +144,7 @@ class TlsClientCertTest(unittest.TestCase):
                 self.assert_refused("smtps")
 
     def test_other_ca_refused_after_starttls(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
@@ -189,7 +165,7 @@ class TlsClientCertTest(unittest.TestCase):
         self.assertIn("Verification: OK", out)
         self.assertIn("221 2.0.0 Bye", out)
         self.assertIn("Acceptable client certificate CA names\nCN = mocksrv test CA", out)
-        self.assertEqual(self.event("tls.done", self.last_session("smtps"))["client"],
+        self.assertEqual(self.event("tls.done", last_session_id(self.srv, "smtps"))["client"],
                          "CN=alice")
         bad = subprocess.run(argv + ["-cert", cert("other-client.pem"),
                                      "-key", cert("other-client.key")],

@@ -9,11 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, scenario  # noqa: E402
 
 CURL = shutil.which("curl") or "curl"
 TOOL_TIMEOUT = 30
@@ -24,32 +23,15 @@ CURLE_PEER_FAILED_VERIFICATION = 60
 CURLE_USE_SSL_FAILED = 64
 
 
-class TlsCurlTest(unittest.TestCase):
+class TlsCurlTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
-        cls.tmp = tempfile.mkdtemp(prefix="mocksrv-curl-")
+        cls.tmp = cls.shared_tmpdir()
         cls.body = os.path.join(cls.tmp, "body.eml")
         with open(cls.body, "wb") as f:
             f.write(BODY)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     def curl(self, *args):
         argv = [CURL, "-sS", "--max-time", "20", "--connect-timeout", "10"] + list(args)

@@ -18,9 +18,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (IO_TIMEOUT, Mocksrv, RawPop3, RawSmtp,  # noqa: E402
-                             client_context, code, scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (IO_TIMEOUT, MocksrvCase, client_context, code,  # noqa: E402
+                             last_session_id, pop3_client, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 
@@ -58,19 +58,11 @@ def read_to_close(sock, timeout=IO_TIMEOUT):
         got += chunk
 
 
-class TlsInjectionTest(unittest.TestCase):
+class TlsInjectionTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
 
     def ctx(self):
         return client_context(self.ca)
@@ -78,16 +70,10 @@ class TlsInjectionTest(unittest.TestCase):
     def session_events(self, sid):
         return [e for e in self.srv.events() if e.get("session") == sid]
 
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
-
     # ---- injection ----
 
     def test_smtp_starttls_injection_is_discarded(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         self.assertEqual(code(c.cmd("EHLO client.example")), 250)
         c.send(b"STARTTLS\r\nEHLO injected\r\n")  # one write: one segment on loopback
@@ -102,7 +88,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(code(c.cmd("MAIL FROM:<a@client.example>")), 503)
         self.assertEqual(code(c.cmd("EHLO mine.example")), 250)
         self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
-        sid = self.last_session("smtp")
+        sid = last_session_id(self.srv, "smtp")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         lines = [e.get("line") for e in self.session_events(sid) if e["event"] == "command"]
@@ -112,7 +98,7 @@ class TlsInjectionTest(unittest.TestCase):
                                  "MAIL FROM:<a@client.example>", "EHLO mine.example", "QUIT"])
 
     def test_pop3_stls_injection_is_discarded(self):
-        c = RawPop3(self.srv.port("pop3"))
+        c = pop3_client(self.srv.port("pop3"))
         self.addCleanup(c.close)
         c.send(b"STLS\r\nUSER injected\r\n")
         self.assertEqual(c.reply(), "+OK Begin TLS negotiation now.")
@@ -128,7 +114,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(c.cmd("USER alice"), "+OK")
         self.assertTrue(c.cmd("PASS secret").startswith("+OK"))
         self.assertTrue(c.cmd("QUIT").startswith("+OK"))
-        sid = self.last_session("pop3")
+        sid = last_session_id(self.srv, "pop3")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         lines = [e.get("line") for e in self.session_events(sid) if e["event"] == "command"]
@@ -137,7 +123,7 @@ class TlsInjectionTest(unittest.TestCase):
 
     def test_smtp_injection_on_required_listener(self):
         # With tls: required the stakes are AUTH: an injected AUTH must not log anyone in.
-        c = RawSmtp(self.srv.port("submission"))
+        c = smtp_client(self.srv.port("submission"))
         self.addCleanup(c.close)
         c.cmd("EHLO client.example")
         c.send(b"STARTTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
@@ -147,7 +133,7 @@ class TlsInjectionTest(unittest.TestCase):
         self.assertEqual(code(c.cmd("EHLO mine.example")), 250)
         self.assertEqual(code(c.cmd("MAIL FROM:<a@client.example>")), 250)
         c.cmd("QUIT")
-        sid = self.last_session("submission")
+        sid = last_session_id(self.srv, "submission")
         self.srv.wait_event(lambda e: e["event"] == "session.close" and e.get("session") == sid,
                             what="session.close")
         self.assertEqual([e for e in self.session_events(sid) if e["event"] == "auth"], [])
@@ -193,27 +179,27 @@ class TlsInjectionTest(unittest.TestCase):
                     sock.sendall(data)
                     got = read_to_close(sock)
                     self.check_alert_then_eof(got, name)
-                    self.check_refused(listener, self.last_session(listener), name)
+                    self.check_refused(listener, last_session_id(self.srv, listener), name)
                     self.still_serving()
 
     def test_garbage_after_starttls(self):
         for name, data in garbage_inputs():
             with self.subTest(protocol="smtp", garbage=name):
-                c = RawSmtp(self.srv.port("smtp"))
+                c = smtp_client(self.srv.port("smtp"))
                 self.addCleanup(c.close)
                 c.cmd("EHLO client.example")
                 self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
                 c.send(data)
                 self.check_alert_then_eof(read_to_close(c.sock), name)
-                self.check_refused("smtp", self.last_session("smtp"), name)
+                self.check_refused("smtp", last_session_id(self.srv, "smtp"), name)
                 self.still_serving()
             with self.subTest(protocol="pop3", garbage=name):
-                c = RawPop3(self.srv.port("pop3"))
+                c = pop3_client(self.srv.port("pop3"))
                 self.addCleanup(c.close)
                 self.assertEqual(c.cmd("STLS"), "+OK Begin TLS negotiation now.")
                 c.send(data)
                 self.check_alert_then_eof(read_to_close(c.sock), name)
-                self.check_refused("pop3", self.last_session("pop3"), name)
+                self.check_refused("pop3", last_session_id(self.srv, "pop3"), name)
                 self.still_serving()
 
     def test_garbage_while_another_session_is_open(self):
@@ -237,7 +223,7 @@ class TlsInjectionTest(unittest.TestCase):
         sock.shutdown(socket.SHUT_WR)
         read_to_close(sock)
         sock.close()
-        self.check_refused("smtps", self.last_session("smtps"), "half a ClientHello")
+        self.check_refused("smtps", last_session_id(self.srv, "smtps"), "half a ClientHello")
         self.still_serving()
 
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, cert, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, cert, scenario  # noqa: E402
 
 OPENSSL = shutil.which("openssl") or "openssl"
 TOOL_TIMEOUT = 30
@@ -30,29 +30,13 @@ def s_client(host, port, args, stdin=b""):
     return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
 
 
-class Base(unittest.TestCase):
+class Base(MocksrvCase):
     SCENARIO = "tls-interop.yaml"
     ARGS = ()
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario(cls.SCENARIO), args=cls.ARGS).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
+        cls.srv = cls.spawn_shared(scenario(cls.SCENARIO), args=cls.ARGS)
 
     def assert_verified(self, rc, out):
         self.assertEqual(rc, 0, out)

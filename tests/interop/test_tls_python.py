@@ -17,9 +17,9 @@ import ssl
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import (Mocksrv, RawPop3, RawSmtp, client_context, code,  # noqa: E402
-                             scenario)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import (Mocksrv, MocksrvCase, client_context, code,  # noqa: E402
+                             last_session_id, pop3_client, scenario, smtp_client)
 
 HOST = "127.0.0.1"
 BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
@@ -29,45 +29,23 @@ def plain_b64(user, password):
     return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
 
 
-class TlsPythonTest(unittest.TestCase):
+class TlsPythonTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
         if not cls.ca or not os.path.exists(cls.ca):
             cls.srv.stop()
             cls.srv.cleanup()
             raise AssertionError("ready line without a readable ca_file: %r" % cls.srv.ready)
 
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
     def ctx(self):
         return client_context(self.ca)
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     def tls_done(self, session):
         return self.srv.wait_event(lambda e: e["event"] == "tls.done"
                                    and e.get("session") == session,
                                    what="tls.done of session %d" % session)
-
-    def last_session(self, listener):
-        opens = [e for e in self.srv.events()
-                 if e["event"] == "session.open" and e.get("listener") == listener]
-        self.assertTrue(opens, "no session.open on %s" % listener)
-        return opens[-1]["session"]
 
     # ---- smtplib ----
 
@@ -118,7 +96,7 @@ class TlsPythonTest(unittest.TestCase):
         for listener in ("smtps", "smtps6"):
             with self.subTest(name="mock.test", listener=listener):
                 host, port = self.srv.addr(listener)
-                c = RawSmtp(port, host=host, tls=self.ctx(), server_hostname="mock.test")
+                c = smtp_client(port, host=host, tls=self.ctx(), server_hostname="mock.test")
                 self.addCleanup(c.close)
                 self.assertEqual(c.greeting, "220 mock.test ESMTP mocksrv")
                 self.assertEqual(c.cmd("QUIT"), "221 Bye")  # no EHLO: no enhanced code
@@ -139,7 +117,7 @@ class TlsPythonTest(unittest.TestCase):
     def test_verifying_client_refuses_a_wrong_name(self):
         # The check is not vacuous: a name the certificate does not carry fails verification.
         with self.assertRaises(ssl.SSLCertVerificationError):
-            c = RawSmtp(self.srv.port("smtps"), tls=self.ctx(), server_hostname="wrong.example")
+            c = smtp_client(self.srv.port("smtps"), tls=self.ctx(), server_hostname="wrong.example")
             c.close()
         # ... and the server keeps serving.
         s = smtplib.SMTP_SSL(HOST, self.srv.port("smtps"), context=self.ctx(), timeout=5)
@@ -150,7 +128,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- STARTTLS starts the SMTP session over (RFC 3207 4.2) ----
 
     def test_starttls_resets_smtp_session(self):
-        c = RawSmtp(self.srv.port("smtp"))
+        c = smtp_client(self.srv.port("smtp"))
         self.addCleanup(c.close)
         ehlo = c.cmd("EHLO client.example")
         self.assertIn("250-STARTTLS", ehlo.split("\n"))
@@ -204,7 +182,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- tls: required (SPEC 3.1) ----
 
     def test_required_refuses_auth_and_mail_before_tls(self):
-        c = RawSmtp(self.srv.port("submission"))
+        c = smtp_client(self.srv.port("submission"))
         self.addCleanup(c.close)
         ehlo = [l[4:] for l in c.cmd("EHLO client.example").split("\n")]
         self.assertIn("STARTTLS", ehlo)
@@ -223,7 +201,7 @@ class TlsPythonTest(unittest.TestCase):
         self.assertEqual(code(c.cmd("MAIL FROM:<alice@mock.test>")), 250)
         c.cmd("QUIT")
         # no credentials were checked in plaintext: the only auth event is the one over TLS
-        sid = self.last_session("submission")
+        sid = last_session_id(self.srv, "submission")
         auths = [e for e in self.srv.events() if e["event"] == "auth" and e.get("session") == sid]
         self.assertEqual(len(auths), 1, auths)
 
@@ -292,7 +270,7 @@ class TlsPythonTest(unittest.TestCase):
                 p.quit()
 
     def test_pop3_required_refuses_credentials_before_stls(self):
-        c = RawPop3(self.srv.port("pop3req"))
+        c = pop3_client(self.srv.port("pop3req"))
         self.addCleanup(c.close)
         status, capa = c.cmd_multi("CAPA")
         self.assertIn(b"\r\nSTLS\r\n", b"\r\n" + capa)
@@ -316,7 +294,7 @@ class TlsPythonTest(unittest.TestCase):
     def test_stls_forgets_user(self):
         # RFC 2595 4: the session stays in AUTHORIZATION, but a USER given in plaintext does
         # not carry over into TLS.
-        c = RawPop3(self.srv.port("pop3"))
+        c = pop3_client(self.srv.port("pop3"))
         self.addCleanup(c.close)
         self.assertEqual(c.cmd("USER alice"), "+OK")
         self.assertEqual(c.cmd("STLS"), "+OK Begin TLS negotiation now.")
@@ -340,7 +318,8 @@ class TlsPythonTest(unittest.TestCase):
     # ---- the end of a TLS session ----
 
     def test_quit_gets_close_notify(self):
-        for listener, quit_cmd, cls in (("smtps", "QUIT", RawSmtp), ("pop3s", "QUIT", RawPop3)):
+        for listener, quit_cmd, cls in (("smtps", "QUIT", smtp_client),
+                                        ("pop3s", "QUIT", pop3_client)):
             with self.subTest(listener=listener):
                 c = cls(self.srv.port(listener), read_greeting=False)
                 self.addCleanup(c.close)
@@ -357,7 +336,7 @@ class TlsPythonTest(unittest.TestCase):
     # ---- volume and pipelining through the TLS layer ----
 
     def test_pipelined_commands_over_tls(self):
-        c = RawSmtp(self.srv.port("smtps"), tls=self.ctx(), server_hostname="localhost")
+        c = smtp_client(self.srv.port("smtps"), tls=self.ctx(), server_hostname="localhost")
         self.addCleanup(c.close)
         c.send(b"EHLO client.example\r\nNOOP\r\nMAIL FROM:<a@client.example>\r\n"
                b"RCPT TO:<alice@mock.test>\r\nRSET\r\nQUIT\r\n")  # one TLS record
@@ -384,7 +363,7 @@ class TlsPythonTest(unittest.TestCase):
         p.quit()
 
 
-class TlsShutdownTest(unittest.TestCase):
+class TlsShutdownTest(MocksrvCase):
     """SIGTERM closes open TLS sessions with the protocol's shutdown reply, encrypted."""
 
     def test_sigterm_with_tls_sessions_open(self):
@@ -392,10 +371,10 @@ class TlsShutdownTest(unittest.TestCase):
         self.addCleanup(srv.cleanup)
         self.addCleanup(srv.stop)
         ctx = client_context(srv.ca_file)
-        smtps = RawSmtp(srv.port("smtps"), tls=ctx, server_hostname="localhost")
+        smtps = smtp_client(srv.port("smtps"), tls=ctx, server_hostname="localhost")
         self.addCleanup(smtps.close)
         self.assertEqual(code(smtps.cmd("EHLO client.example")), 250)
-        pop3 = RawPop3(srv.port("pop3"))
+        pop3 = pop3_client(srv.port("pop3"))
         self.addCleanup(pop3.close)
         self.assertEqual(pop3.cmd("STLS"), "+OK Begin TLS negotiation now.")
         pop3.start_tls(ctx, "localhost")

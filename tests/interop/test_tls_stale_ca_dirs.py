@@ -4,28 +4,23 @@ the next mocksrv started with the same TMPDIR removes it (its PID no longer exis
 leaves alone a directory whose process is alive, a directory holding files mocksrv does not
 write (only ca.pem is removed), and a symbolic link named like ours (never followed)."""
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, scenario  # noqa: E402
 
 SCENARIO = scenario("tls-interop.yaml")
 
 
-class StaleCaDirTest(unittest.TestCase):
+class StaleCaDirTest(MocksrvCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="mocksrv-stale-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tmp = self.tmpdir()
 
-    def start(self):
-        srv = Mocksrv(SCENARIO, env={"TMPDIR": self.tmp}).start()
-        self.addCleanup(srv.cleanup)
-        self.addCleanup(srv.stop)
-        return srv
+    def start(self, status=0):
+        return self.spawn(SCENARIO, status, env={"TMPDIR": self.tmp})
 
     def ours(self):
         return sorted(n for n in os.listdir(self.tmp)
@@ -40,7 +35,7 @@ class StaleCaDirTest(unittest.TestCase):
         return path
 
     def test_killed_process_directory_is_swept_by_the_next_start(self):
-        first = self.start()
+        first = self.start(status=-signal.SIGKILL)  # killed below
         ca_dir = os.path.dirname(first.ca_file)
         self.assertEqual(os.path.dirname(ca_dir), self.tmp)
         self.assertTrue(os.path.basename(ca_dir).startswith("mocksrv-%d-" % first.proc.pid))

@@ -12,34 +12,18 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mocksrv_harness import Mocksrv, scenario  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from mocksrv_harness import MocksrvCase, scenario  # noqa: E402
 
 SWAKS = shutil.which("swaks")
 
 
 @unittest.skipIf(SWAKS is None, "swaks is not installed (ci/setup.sh installs it)")
-class TlsSwaksTest(unittest.TestCase):
+class TlsSwaksTest(MocksrvCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Mocksrv(scenario("tls-interop.yaml")).start()
+        cls.srv = cls.spawn_shared(scenario("tls-interop.yaml"))
         cls.ca = cls.srv.ca_file
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.srv.stop()
-        cls.srv.cleanup()
-        if rc != 0 or cls.srv.killed:
-            raise AssertionError("mocksrv exit status %r after SIGTERM (want 0); stderr:\n%s"
-                                 % (rc, cls.srv.stderr_text()))
-
-    def setUp(self):
-        self.before = set(self.srv.spool_ids())
-
-    def new_messages(self, count=1):
-        ids = [i for i in self.srv.spool_ids() if i not in self.before]
-        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
-        return [self.srv.message(i) for i in ids]
 
     def swaks(self, listener, *args):
         host, port = self.srv.addr(listener)

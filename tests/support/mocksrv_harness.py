@@ -1,17 +1,26 @@
-"""mocksrv_harness.py - spawn a mocksrv process for the interop tests (stdlib only).
+"""mocksrv_harness.py - what the interop tests share (stdlib only): spawn a mocksrv, one raw
+client, one base class.
 
-What it does: runs `mocksrv --ephemeral [SCENARIO] --spool DIR --events FILE [ARGS]` in a private
-temporary directory, waits for the JSON ready line with a deadline, and gives the tests the
-ports, the spooled messages (NNNNNN.eml bytes and NNNNNN.json envelopes) and the events (JSON
+What it does: Mocksrv runs `mocksrv --ephemeral [SCENARIO] --spool DIR --events FILE [ARGS]` in a
+private temporary directory, waits for the JSON ready line with a deadline, and gives the tests
+the ports, the spooled messages (NNNNNN.eml bytes and NNNNNN.json envelopes) and the events (JSON
 lines, each one checked to parse). It stops the server with SIGTERM to the PID it started and
 waits with a timeout; SIGKILL to that same PID is the last resort and counts as a failure.
+MocksrvCase (a unittest.TestCase) spawns servers for a test or a class and, after it, stops each
+one and asserts its exit status (0 unless the test says another), and removes temporary
+directories. Wire is the one raw client (SMTP, LMTP, POP3, TLS): it reads whole replies with a
+deadline, never assumes that one recv() is one reply, and records when each byte arrived and how
+the stream ended (EOF or RST) for the fault tests.
 
-What it deliberately is not: a client library. Tests use real clients (smtplib, curl, swaks) or
-the tiny RawSmtp below, which reads whole replies with a deadline and never assumes that one
-recv() is one reply.
+What it deliberately is not: a client library. Tests use real clients (smtplib, poplib, curl,
+swaks, fetchmail) or Wire.
 
 Invariants: every wait is bounded in time; nothing sleeps to synchronise (waits poll a condition
-with a deadline); only 127.0.0.1 is used; only the process this module started is signalled.
+with a deadline); only 127.0.0.1 (or ::1) is used; only the process this module started is
+signalled.
+
+Import: a test file puts this folder (tests/support, beside its own) first on sys.path, so it
+runs as `python3 tests/interop/test_X.py` from any directory.
 
 Environment: MOCKSRV_BIN (the binary; default: ../../build/mocksrv from this file),
 MOCKSRV_FIXTURES (default: ../../fixtures), MOCKSRV_KEEP=1 keeps the temporary directories,
@@ -19,6 +28,7 @@ MOCKSRV_CERTS (the fixed test certificates the build makes with certs/gen.sh; de
 next to the binary, else certs/gen.sh is run once into a temporary directory).
 """
 import atexit
+import errno
 import json
 import os
 import re
@@ -30,6 +40,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -418,18 +429,66 @@ def parse_event_lines(data):
     return out
 
 
-class RawSmtp:
-    """A raw SMTP/LMTP client over a socket: send bytes, read whole replies with a deadline."""
+HOST = "127.0.0.1"
 
-    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT, read_greeting=True,
+
+class ConnectionEnded(AssertionError):
+    """The server closed (EOF) or reset the connection before what a read waited for."""
+
+
+class Wire:
+    """The one raw client of the interop tests: SMTP, LMTP and POP3 over one TCP connection,
+    optionally TLS (implicit, or upgraded after STARTTLS/STLS with start_tls()). Every read has a
+    deadline and never assumes that one recv() is one reply.
+
+    It keeps a record of what arrived and when, for the fault tests: reads is [(monotonic time,
+    bytes)] for every recv() that returned data; end is None while open, "eof" once recv()
+    returned b"", "rst" once it raised ConnectionResetError; end_at: when. buf holds received
+    bytes not yet taken by line()/reply()/take().
+
+    pop3=True: reply() is one status line ("+OK ...", "-ERR ..."); else a whole SMTP reply.
+    read_greeting=True: the greeting is read at once into .greeting. smtp_client() and
+    pop3_client() make the two usual kinds."""
+
+    def __init__(self, port, host=HOST, timeout=IO_TIMEOUT, read_greeting=False, pop3=False,
                  tls=None, server_hostname=None):
         """tls: an ssl.SSLContext for implicit TLS (the handshake happens before the greeting)."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.pop3 = pop3
+        self.reads = []
+        self.end = None
+        self.end_at = None
         self.buf = b""
+        self.sent_at = None
+        # taken before the connect starts: the server cannot accept (and start a delay) earlier,
+        # so a lower bound measured from here holds even when this process runs late
+        self.connected_at = time.monotonic()
+        self.sock = self._connect(host, port, timeout)
         if tls is not None:
             self.start_tls(tls, server_hostname or host)
         self.greeting = self.reply() if read_greeting else None
+
+    @staticmethod
+    def _connect(host, port, timeout):
+        """A non-blocking connect that does not read SO_ERROR (reading it clears it): a fault may
+        accept, write and reset before this process runs again, and socket.create_connection
+        would then raise ConnectionResetError (from SO_ERROR) and drop the bytes that did
+        arrive. recv() returns them first and reports the reset after (or the refusal)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            rc = sock.connect_ex((host, port))
+            if rc not in (0, errno.EINPROGRESS):
+                raise OSError(rc, os.strerror(rc))
+            _, w, _ = select.select([], [sock], [], timeout)
+            if not w:
+                raise AssertionError("connect to %s:%d timed out" % (host, port))
+            sock.settimeout(timeout)
+            return sock
+        except BaseException:
+            sock.close()
+            raise
 
     def start_tls(self, context, server_hostname=None, **kw):
         """TLS handshake on this connection (after STARTTLS/STLS got its go-ahead), with a
@@ -452,34 +511,72 @@ class RawSmtp:
         self.close()
         return False
 
+    @property
+    def received(self):
+        """Every byte received so far, in order."""
+        return b"".join(d for _, d in self.reads)
+
     def send(self, data):
         if isinstance(data, str):
             data = data.encode("utf-8")
+        self.sent_at = time.monotonic()
         self.sock.sendall(data)
 
-    def _fill(self, deadline):
+    def fill(self, deadline):
+        """One recv() with a deadline; records it. Returns the chunk, or b"" at EOF/RST (and
+        when TLS wants more input before it has application data)."""
+        if self.end:
+            return b""
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError("timed out waiting for a reply; have %r" % self.buf)
+            raise AssertionError("timed out; have %r" % self.buf)
         self.sock.settimeout(left)
         try:
             chunk = self.sock.recv(65536)
         except socket.timeout:
-            raise AssertionError("timed out waiting for a reply; have %r" % self.buf)
+            raise AssertionError("timed out; have %r" % self.buf)
+        except ssl.SSLWantReadError:
+            return b""
+        except ConnectionResetError:
+            self.end, self.end_at = "rst", time.monotonic()
+            return b""
         if not chunk:
-            raise ConnectionError("connection closed by the server; have %r" % self.buf)
+            self.end, self.end_at = "eof", time.monotonic()
+            return b""
+        self.reads.append((time.monotonic(), chunk))
         self.buf += chunk
         return chunk
 
-    def line(self, timeout=None):
+    def take_until(self, marker, timeout=None):
+        """Bytes up to and including MARKER (read as needed); fails on EOF/RST before it."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\r\n" not in self.buf:
-            self._fill(deadline)
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line.decode("utf-8", "replace")
+        while marker not in self.buf:
+            if not self.fill(deadline) and self.end:
+                raise ConnectionEnded("connection ended (%s) before %r; have %r"
+                                      % (self.end, marker, self.buf))
+        i = self.buf.index(marker) + len(marker)
+        data, self.buf = self.buf[:i], self.buf[i:]
+        return data
+
+    def take(self, n, timeout=None):
+        """Exactly N bytes (read as needed)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buf) < n:
+            if not self.fill(deadline) and self.end:
+                raise ConnectionEnded("connection ended (%s) before %d bytes; have %r"
+                                      % (self.end, n, self.buf))
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def line(self, timeout=None):
+        """One CRLF line as text, without the CRLF."""
+        return self.take_until(b"\r\n", timeout)[:-2].decode("utf-8", "replace")
 
     def reply(self, timeout=None):
-        """One whole reply (all its lines) as text joined with \\n, e.g. '250-a\\n250 b'."""
+        """POP3: the status line. SMTP/LMTP: one whole reply, its lines joined with \\n
+        (e.g. '250-a\\n250 b')."""
+        if self.pop3:
+            return self.line(timeout)
         lines = []
         while True:
             line = self.line(timeout)
@@ -492,67 +589,286 @@ class RawSmtp:
         self.send(text + "\r\n")
         return self.reply(timeout)
 
-    def recv_batch(self, timeout=None):
-        """The bytes of the next recv() (plus anything buffered), for checks on batching."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        if not self.buf:
-            self._fill(deadline)
-        data, self.buf = self.buf, b""
-        return data
-
-    def wait_closed(self, timeout=None):
-        """Reads until EOF; returns what came before it. Fails if the server keeps it open."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        rest = self.buf
-        self.buf = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("the server did not close the connection; got %r" % rest)
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ssl.SSLWantReadError:
-                continue
-            except ConnectionResetError:
-                return rest
-            if not chunk:
-                return rest
-            rest += chunk
-
-
-def code(reply):
-    """The 3-digit code of the last line of a reply."""
-    return int(reply.split("\n")[-1][:3])
-
-
-class RawPop3(RawSmtp):
-    """A raw POP3 client over a socket: one status line per reply; multi-line bodies read whole
-    (up to the CRLF "." CRLF end marker) with a deadline, returned still byte-stuffed."""
-
-    def reply(self, timeout=None):
-        """The status line ("+OK ...", "-ERR ...") of the next reply, without CRLF."""
-        return self.line(timeout)
-
     def multiline(self, timeout=None):
-        """The bytes after a "+OK" status line up to and including the CRLF "." CRLF end marker,
-        exactly as sent (dots still stuffed)."""
+        """POP3: the bytes after a "+OK" status line up to and including the CRLF "." CRLF end
+        marker, exactly as sent (dots still stuffed)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             end = (b"\r\n" + self.buf).find(b"\r\n.\r\n")
             if end >= 0:
                 data, self.buf = self.buf[:end + 3], self.buf[end + 3:]
                 return data
-            self._fill(deadline)
+            if not self.fill(deadline) and self.end:
+                raise ConnectionEnded("connection ended (%s) before the end marker; have %r"
+                                      % (self.end, self.buf))
 
     def cmd_multi(self, text, timeout=None):
-        """Sends one command line; returns (status line, multi-line bytes or None on -ERR)."""
+        """POP3: sends one command line; returns (status line, multi-line bytes or None on
+        -ERR)."""
         status = self.cmd(text, timeout)
         if not status.startswith("+OK"):
             return status, None
         return status, self.multiline(timeout)
+
+    def batch(self, timeout=None):
+        """The buffered bytes, or else the next recv()'s bytes: what arrived together (b"" at
+        EOF/RST)."""
+        if not self.buf:
+            self.fill(time.monotonic() + (timeout or self.timeout))
+        data, self.buf = self.buf, b""
+        return data
+
+    def recv_batch(self, timeout=None):
+        """As batch(), but fails when the connection ends before any bytes."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not self.buf:
+            if not self.fill(deadline) and self.end:
+                raise ConnectionEnded("connection ended (%s) before any bytes" % self.end)
+        data, self.buf = self.buf, b""
+        return data
+
+    def read_to_end(self, timeout=None):
+        """Reads until EOF or RST; returns (bytes not yet taken, "eof" | "rst")."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not self.end:
+            if time.monotonic() >= deadline:
+                raise AssertionError("the server did not close the connection; got %r"
+                                     % self.buf)
+            self.fill(deadline)
+        data, self.buf = self.buf, b""
+        return data, self.end
+
+    def wait_closed(self, timeout=None):
+        """Reads until EOF or RST; returns what came before it. Fails if the server keeps the
+        connection open."""
+        return self.read_to_end(timeout)[0]
+
+    def first_byte_at(self):
+        """Arrival time of the first recv() that returned data."""
+        if not self.reads:
+            raise AssertionError("nothing received")
+        return self.reads[0][0]
+
+    def first_byte_at_after(self, moment):
+        """Arrival time of the first recv() that returned data at or after MOMENT."""
+        for t, _ in self.reads:
+            if t >= moment:
+                return t
+        raise AssertionError("nothing received after %.3f" % moment)
+
+    def arrival_of(self, offset):
+        """Arrival time of the recv() that brought byte OFFSET (0-based) of the stream."""
+        pos = 0
+        for t, d in self.reads:
+            pos += len(d)
+            if pos > offset:
+                return t
+        raise AssertionError("byte %d not received (have %d)" % (offset, pos))
+
+
+def smtp_client(port, host=HOST, read_greeting=True, **kw):
+    """A Wire for SMTP/LMTP that has read the greeting (unless told not to)."""
+    return Wire(port, host, read_greeting=read_greeting, **kw)
+
+
+def pop3_client(port, host=HOST, read_greeting=True, **kw):
+    """A Wire for POP3 (replies are status lines) that has read the greeting."""
+    return Wire(port, host, read_greeting=read_greeting, pop3=True, **kw)
+
+
+# ---- what the fault tests share ----
+
+def fault_fixture(name):
+    """Path of fixtures/faults/NAME."""
+    return os.path.join(fixtures(), "faults", name)
+
+
+def fault_events(srv, rule=None, session=None):
+    """The "fault" events so far, optionally of one rule and/or one session id."""
+    return [e for e in srv.events() if e["event"] == "fault"
+            and (rule is None or e.get("rule") == rule)
+            and (session is None or e.get("session") == session)]
+
+
+def wait_closed_event(srv, sid, timeout=IO_TIMEOUT):
+    """Waits for session SID's session.close event and returns it."""
+    return srv.wait_event(lambda e: e["event"] == "session.close" and e["session"] == sid,
+                          timeout, what="session.close of session %d" % sid)
+
+
+def last_session_id(srv, listener=None):
+    """The id of the latest session.open (of LISTENER)."""
+    ids = [e["session"] for e in srv.events() if e["event"] == "session.open"
+           and (listener is None or e["listener"] == listener)]
+    if not ids:
+        raise AssertionError("no session.open event yet")
+    return ids[-1]
+
+
+def run_check(path):
+    """mocksrv --check PATH: (exit status, stderr + stdout text)."""
+    r = subprocess.run([binary(), "--check", path], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    return r.returncode, (r.stderr + r.stdout).decode("utf-8", "replace")
+
+
+class BioClient:
+    """A TLS client over memory BIOs: its ClientHello is in .hello once created; feed() gives it
+    what the server sent and returns what it has to send back."""
+
+    def __init__(self, cafile, maximum_version=None):
+        ctx = client_context(cafile)
+        if maximum_version:
+            ctx.maximum_version = maximum_version
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="mock.test")
+        self.done = self.step()
+        self.hello = self.outgoing.read()
+
+    def step(self):
+        """Advances the handshake: True once complete, False while it wants more input."""
+        try:
+            self.obj.do_handshake()
+            return True
+        except ssl.SSLWantReadError:
+            return False
+
+    def feed(self, data):
+        self.incoming.write(data)
+        self.done = self.step()
+        return self.outgoing.read()
+
+
+# ---- the base class of the interop tests ----
+
+def _finish(srv):
+    """Stops SRV (SIGTERM to its PID, SIGKILL past the timeout), removes its temporary
+    directory and fails unless it exited by itself with srv.want_status."""
+    try:
+        rc = srv.stop()
+    finally:
+        srv.cleanup()
+    if srv.killed:
+        raise MocksrvError("mocksrv ignored SIGTERM and was killed; stderr:\n%s"
+                           % srv.stderr_text())
+    if rc != srv.want_status:
+        raise MocksrvError("mocksrv exit status %r after SIGTERM (want %r); stderr:\n%s"
+                           % (rc, srv.want_status, srv.stderr_text()))
+
+
+def _write(directory, name, text):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _tmpdir(register):
+    path = tempfile.mkdtemp(prefix="mocksrv-it-")
+    register(shutil.rmtree, path, True)
+    return path
+
+
+class MocksrvCase(unittest.TestCase):
+    """Base class of the interop tests. spawn() starts a mocksrv (waiting for its ready line)
+    that is stopped after the test by its PID, with its exit status asserted: 0, or the status
+    given to spawn() or set later in srv.want_status (a test that stops the server itself may
+    check the status first; the cleanup checks it again). spawn_shared() does the same for a
+    whole class (call it in setUpClass), or set SERVE (and SERVE_PORT) and the base class's
+    setUpClass starts it into cls.srv (and cls.port). tmpdir() is a temporary
+    directory removed after the test; wire()/client()/pop3() open a Wire closed after the test.
+    new_messages() gives the messages self.srv spooled since setUp."""
+
+    SERVE = None  # a scenario path: setUpClass starts one server for the class, in cls.srv
+    SERVE_PORT = None  # the listener whose port setUpClass puts in cls.port
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.SERVE is not None:
+            cls.srv = cls.spawn_shared(cls.SERVE)
+            if cls.SERVE_PORT is not None:
+                cls.port = cls.srv.port(cls.SERVE_PORT)
+
+    def spawn(self, scenario_path=None, status=0, **kw):
+        return self.adopt(Mocksrv(scenario_path, **kw).start(), status)
+
+    def adopt(self, srv, status=0):
+        """Stops and checks SRV (a started Mocksrv) after the test, as spawn() does."""
+        srv.want_status = status
+        self.addCleanup(_finish, srv)
+        return srv
+
+    @classmethod
+    def spawn_shared(cls, scenario_path=None, status=0, **kw):
+        srv = Mocksrv(scenario_path, **kw).start()
+        srv.want_status = status
+        cls.addClassCleanup(_finish, srv)
+        return srv
+
+    def setUp(self):
+        super().setUp()
+        srv = getattr(self, "srv", None)
+        self.before = set(srv.spool_ids()) if srv is not None else set()
+
+    def new_messages(self, count=1):
+        """The messages self.srv spooled since setUp; fails unless there are COUNT. (After a
+        250 to DATA or BDAT LAST they are on disk.)"""
+        ids = [i for i in self.srv.spool_ids() if i not in self.before]
+        self.assertEqual(len(ids), count, "messages spooled by this test: %r" % ids)
+        return [self.srv.message(i) for i in ids]
+
+    def tmpdir(self):
+        return _tmpdir(self.addCleanup)
+
+    def scenario_text(self, text, name="s.yaml"):
+        """Writes TEXT to NAME in a new tmpdir(); returns the path."""
+        return _write(self.tmpdir(), name, text)
+
+    @classmethod
+    def shared_scenario_text(cls, text, name="s.yaml"):
+        """scenario_text() for a whole class (call it in setUpClass)."""
+        return _write(cls.shared_tmpdir(), name, text)
+
+    @classmethod
+    def shared_tmpdir(cls):
+        return _tmpdir(cls.addClassCleanup)
+
+    def wire(self, port, **kw):
+        """A Wire (no greeting read) closed after the test."""
+        w = Wire(port, **kw)
+        self.addCleanup(w.close)
+        return w
+
+    def client(self, port, **kw):
+        """An SMTP/LMTP Wire that has read the greeting, closed after the test."""
+        c = smtp_client(port, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def pop3(self, port, **kw):
+        """A POP3 Wire that has read the greeting, closed after the test."""
+        c = pop3_client(port, **kw)
+        self.addCleanup(c.close)
+        return c
+
+
+def pop3_alice_fixed():
+    """The stored bytes of alice's first four messages in fixtures/scenarios/pop3-interop.yaml,
+    as the scenario loader makes them."""
+    return [
+        crlf(mail("pop3-plain.eml")),  # LF-only file: converted to CRLF
+        mail("pop3-exact.eml"),  # has CR: byte for byte (no line end at the end)
+        b"From: Carol <carol@mock.test>\r\nTo: alice@mock.test\r\n"
+        b"Subject: raw from the scenario\r\n\r\nfirst body line\r\nsecond body line\r\n"
+        b"third body line\r\n",  # raw "|" block: LF -> CRLF, one line end at the end
+        b"Subject: headers only\r\n\r\n",
+    ]
+
+
+def code(reply):
+    """The 3-digit code of the last line of a reply."""
+    return int(reply.split("\n")[-1][:3])
 
 
 def pop3_stuffed(data):
