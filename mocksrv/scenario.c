@@ -141,6 +141,8 @@ scenario_check_tls(struct scenario_ctx *ctx, const struct scenario_node *map, co
     return scenario_fail(ctx, key->pos, kpath, "%s", why.message);
 }
 
+/* ---- the settings sections: tls, smtp, pop3, imap, limits ---- */
+
 static const struct scenario_field scenario_tls_fields[] = {
     F_PATH("cert", struct ms_tls_conf, cert),
     F_PATH("key", struct ms_tls_conf, key),
@@ -187,6 +189,8 @@ static const struct scenario_field scenario_limits_fields[] = {
     F_NUM("bad_commands", SK_UINT, struct ms_limits, bad_commands, 1, 1000000),
 };
 static const struct scenario_table scenario_limits_table = TABLE(scenario_limits_fields, NULL);
+
+/* ---- the top level ---- */
 
 static int
 scenario_check_top(struct scenario_ctx *ctx, const struct scenario_node *map, const char *path,

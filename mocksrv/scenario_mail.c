@@ -750,6 +750,8 @@ scenario_check_memory(struct scenario_ctx *ctx, const struct ms_scenario *sc)
                          need, one, lim, (unsigned long long)limit, what);
 }
 
+/* ---- users ---- */
+
 static const struct scenario_field scenario_user_fields[] = {
     F_STRING("password", struct ms_user, password, SC_ANY),
     {.key = "addresses",

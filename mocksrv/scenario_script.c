@@ -220,6 +220,8 @@ scenario_parse_script(struct scenario_ctx *ctx, const struct scenario_node *key,
     return MOCKSRV_OK;
 }
 
+/* ---- listeners ---- */
+
 static const struct scenario_field scenario_listener_fields[] = {
     F_NAMES("protocol", SK_ENUM, struct scenario_listener, protocol, scenario_protocols,
             "protocol"),

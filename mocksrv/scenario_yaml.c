@@ -296,7 +296,7 @@ scenario_parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
-/* ---- messages ---- */
+/* ---- error messages ---- */
 
 /* Copies text into out, escaping control bytes, cut to max bytes with "...". */
 void
