@@ -10,8 +10,8 @@
  * conditions hold, so `{ when: { encrypted: false }, never: ["AUTH *"] }` looks at the
  * plaintext part of a STARTTLS session only (FAULTS.md example C).
  *
- * Not here: the loader (scenario.c), the protocol replies (the engines), the event and stderr
- * line of a failure (ms_server_expect_fail in server.c).
+ * Not here: the loader (scenario_expect.c), the protocol replies (the engines), the event and
+ * stderr line of a failure (ms_server_expect_fail in server.c).
  *
  * Invariants:
  *   - The matcher never allocates per command; a pattern match allocates only for the "pattern

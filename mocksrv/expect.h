@@ -8,7 +8,7 @@
  * call it from the protocol engines and the server, and report every unmet expectation through
  * ms_server_expect_fail (an expect.fail event, a stderr line, the exit status 3).
  *
- * Not here: parsing (scenario.c), the protocol's error reply for an enforced sequence (each
+ * Not here: parsing (scenario_expect.c), the protocol's error reply for an enforced sequence (each
  * engine sends its own: SMTP 503 5.5.1, POP3 -ERR, IMAP BAD).
  *
  * Invariants:

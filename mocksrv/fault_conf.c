@@ -1,8 +1,8 @@
 /*
  * fault_conf.c - the lifetime of the fault model (struct ms_faults of fault.h): what the
- * scenario loader (scenario.c, which parses `faults:`) builds, freed in one call.
+ * scenario loader (scenario_faults.c parses `faults:`) builds, freed in one call.
  *
- * Not here: parsing (scenario.c, the only file with <yaml.h>) and deciding what fires
+ * Not here: parsing (scenario_faults.c; <yaml.h> stays in the loader) and deciding what fires
  * (fault.c, which also names the events: ms_fault_at_name).
  *
  * Invariants:

@@ -6,7 +6,7 @@
  *   "tests/x.yaml:7:5: smtp.max_size: bad size \"10XB\" (use 4096, 4KiB, 10MB)".
  * Unknown keys are errors with a "did you mean" suggestion for near misses. The loader never
  * leaves a half-built scenario: on error it frees what it built and returns MOCKSRV_ESCENARIO.
- * Only scenario.c includes <yaml.h>.
+ * Only scenario_yaml.c and scenario_state.c include <yaml.h>.
  *
  * Value grammar (YAML 1.1 read strictly):
  *   boolean   plain true/false, yes/no, on/off, any case ("yes" in quotes is a string)

@@ -3,8 +3,8 @@
  * messages, flags, UIDs, and a per-mailbox change log.
  *
  * What it is not: it knows no protocol syntax (no IMAP flag spelling beyond the names of the
- * system flags, no POP3 numbering) and no scenario format; scenario.c builds a store from a
- * scenario and writes one back.
+ * system flags, no POP3 numbering) and no scenario format: ms_store_load_scenario builds a
+ * store from the loaded model, and scenario_state.c writes one back as a scenario.
  *
  * Invariants:
  *   - Message bytes are immutable and reference-counted (struct ms_blob): a session that holds a

@@ -1,6 +1,6 @@
 """The user documentation (docs/) against the code, so that neither drifts silently: every option
 of `mocksrv --help` (and of main.c's option table) is documented in docs/mocksrv.1's OPTIONS,
-every key the scenario loader accepts (scenario.c's key tables) is in docs/scenario.md or
+every key the scenario loader accepts (the key tables of mocksrv/scenario*.c) is in docs/scenario.md or
 docs/faults.md, every fixed value name (protocols, TLS modes, fault events ...) is mentioned,
 every event the server emits has its section in docs/events.md, every example of
 fixtures/faults/ is named in docs/faults.md, and README.md points to docs/ only."""
@@ -57,9 +57,15 @@ def main_c_options():
     return longs | shorts
 
 
+def scenario_source():
+    """The scenario loader's files together: scenario*.c and scenario*.h of mocksrv/."""
+    parts = sorted(glob.glob(os.path.join(SRC, "scenario*.[ch]")))
+    return "\n".join(read("mocksrv", os.path.basename(p)) for p in parts)
+
+
 def scenario_tables():
-    """{table name: [keys]} of every key table (struct scenario_field NAME[]) of scenario.c."""
-    src = read("mocksrv", "scenario.c")
+    """{table name: [keys]} of every key table (struct scenario_field NAME[]) of the loader."""
+    src = scenario_source()
     tables = {}
     for m in re.finditer(r"static const struct scenario_field (\w+)\[\] = \{(.*?)\n\};", src, re.S):
         tables[m.group(1)] = re.findall(r'(?:F_\w+\(|\.key = )"(\w+)"', m.group(2))
@@ -67,8 +73,8 @@ def scenario_tables():
 
 
 def scenario_names():
-    """{table name: [names]} of the fixed value names (struct scenario_name NAME[]) of scenario.c."""
-    src = read("mocksrv", "scenario.c")
+    """{table name: [names]} of the fixed value names (struct scenario_name NAME[]) of the loader."""
+    src = scenario_source()
     names = {}
     for m in re.finditer(r"static const struct scenario_name (\w+)\[\] = \{(.*?)\};", src, re.S):
         names[m.group(1)] = [n.encode().decode("unicode_escape")

@@ -1,8 +1,9 @@
 /*
- * test_expect.c - expectations (expect.c, and the expect: part of scenario.c): the pattern match
- * (globs, case, "the line's first words"), the sequence matcher (exact and subsequence, "...",
- * early failure exactly at the first command that cannot match any more, what is wanted next),
- * and the loader (every key into its field, every error with its exact line:column).
+ * test_expect.c - expectations (expect.c, and the expect: part of the loader, scenario_expect.c):
+ * the pattern match (globs, case, "the line's first words"), the sequence matcher (exact and
+ * subsequence, "...", early failure exactly at the first command that cannot match any more, what
+ * is wanted next), and the loader (every key into its field, every error with its exact
+ * line:column).
  *
  * The session hooks are covered by tests/interop/test_expect.py against a real server.
  * Table-driven cases print "got X, want Y".

@@ -1,6 +1,6 @@
 /*
- * test_faults_conf.c - the `faults:` section of the scenario loader (scenario.c into the model
- * of fault.h): every key into its field, the defaults (name, probability, encrypted, at), the
+ * test_faults_conf.c - the `faults:` section of the scenario loader (scenario_faults.c into the
+ * model of fault.h): every key into its field, the defaults (name, probability, encrypted, at), the
  * worked examples A and E of FAULTS.md 3, and every error with its exact line:column.
  *
  * Fixtures come from $MOCKSRV_FIXTURES (set by ctest), else ./fixtures (run from the source

@@ -1,6 +1,6 @@
 /*
  * test_faults_source.c - what a reload compares (FAULTS.md 5): each fault rule's `source`, the
- * canonical text scenario.c makes of its YAML node, and ms_fault_run_keep (fault.c), which
+ * canonical text scenario_faults.c makes of its YAML node, and ms_fault_run_keep (fault.c), which
  * hands the run counters of unchanged rules to the new scenario.
  *
  * Not here: the SIGHUP path itself (tests/interop/test_reload.py observes it with real

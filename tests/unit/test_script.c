@@ -1,7 +1,7 @@
 /*
  * test_script.c - the `script:` of a `protocol: script` listener in the scenario loader
- * (scenario.c into struct ms_script_step of scenario.h, SPEC 3.4): the model of a valid script
- * (bytes with their CRLFs, raw bytes exact, globs, delays, close kinds with `reset` = rst,
+ * (scenario_script.c into struct ms_script_step of scenario.h, SPEC 3.4): the model of a valid
+ * script (bytes with their CRLFs, raw bytes exact, globs, delays, close kinds with `reset` = rst,
  * starttls, positions), every loader error with its exact line:column, the --state-out round
  * trip of a script, and the example fixture fixtures/scenarios/script-odd-smtp.yaml.
  *

@@ -1,6 +1,6 @@
 /*
- * test_state.c - --state-out (ms_scenario_format_state in scenario.c): a store written back as a
- * scenario document, which must load again (ms_scenario_load_file) into a scenario that builds
+ * test_state.c - --state-out (ms_scenario_format_state in scenario_state.c): a store written back
+ * as a scenario document, which must load again (ms_scenario_load_file) into a scenario that builds
  * the same store: accounts, mailboxes (uidvalidity, uidnext, special_use, subscribed) and
  * messages (bytes, uid, flags, keywords, date). Clean CRLF text goes inline as a `raw` literal
  * block, awkward bytes (binary, bare CR or LF, NUL, 8-bit, tabs, trailing blanks, no final line
